@@ -1,0 +1,215 @@
+"""The ``bnnc`` command line.
+
+Exit status: 0 success, 1 errors in the input (diagnostics printed), 2 wrong
+command-line usage. No input, however broken, produces a Python traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn, TextIO
+
+from bnnc import __version__
+
+EXIT_OK, EXIT_INPUT, EXIT_USAGE = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that exits with 2 and a one-line hint on usage errors."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="bnnc",
+        description="Compile .bnn Bayesian neural network specs to PyTorch modules.",
+        epilog="Examples:\n"
+        "  bnnc check examples/digits.bnn\n"
+        "  bnnc compile examples/digits.bnn --backend torch -o digits_model.py\n"
+        "  bnnc ir examples/digits.bnn > digits.json\n"
+        "Exit status: 0 ok, 1 errors in the input, 2 bad command line.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"bnnc {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    check = commands.add_parser(
+        "check", help="check specs for errors (names, types, shapes)",
+        description="Parse and check each FILE; print every error found.",
+    )
+    check.add_argument("files", nargs="+", metavar="FILE", help=".bnn or IR .json file")
+    check.add_argument("-q", "--quiet", action="store_true", help="print errors only")
+
+    compile_ = commands.add_parser(
+        "compile", help="generate a Python module from a spec",
+        description="Check FILE and generate a Python module for the backend.",
+    )
+    compile_.add_argument("file", metavar="FILE", help=".bnn or IR .json file")
+    compile_.add_argument(
+        "--backend", default="torch", choices=["torch"], help="target framework"
+    )
+    compile_.add_argument(
+        "-o", "--output", metavar="OUT",
+        help="output path, or - for stdout (default: FILE's stem + _<backend>.py)",
+    )
+    compile_.add_argument(
+        "--force", action="store_true",
+        help="overwrite OUT even if bnnc did not generate it",
+    )
+
+    ir_ = commands.add_parser(
+        "ir", help="print a spec's IR as JSON",
+        description="Parse FILE (with its imports) and print the IR as JSON.",
+    )
+    ir_.add_argument("file", metavar="FILE", help=".bnn file")
+    ir_.add_argument("--no-check", action="store_true", help="skip the checker")
+
+    commands.add_parser(
+        "schema", help="print the IR's JSON Schema",
+        description="Print the JSON Schema of the bnnc IR.",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return _COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        print("bnnc: interrupted", file=sys.stderr)
+        return 130
+
+
+def _report(error: object, stream: TextIO = sys.stderr) -> None:
+    from bnnc.compiler.diagnostics import CompileError
+
+    assert isinstance(error, CompileError)
+    print(error.render(), file=stream)
+    count = sum(1 for d in error.diagnostics if d.severity == "error")
+    print(f"bnnc: {count} error{'s' if count != 1 else ''}", file=stream)
+
+
+def _warnings(checked: object) -> None:
+    from bnnc.compiler.api import sources_of
+    from bnnc.compiler.diagnostics import render_all
+
+    warnings = getattr(checked, "warnings", [])
+    if warnings:
+        print(render_all(warnings, sources_of(checked.program)), file=sys.stderr)  # type: ignore[attr-defined]
+
+
+def _check(args: argparse.Namespace) -> int:
+    from bnnc.compiler import api
+    from bnnc.compiler.diagnostics import CompileError
+
+    status = EXIT_OK
+    for file in args.files:
+        try:
+            checked = api.check(file)
+        except CompileError as error:
+            _report(error)
+            status = EXIT_INPUT
+            continue
+        _warnings(checked)
+        if not args.quiet:
+            names = ", ".join(info.name for info in checked.main_networks())
+            print(f"{file}: ok ({names or 'no networks'})")
+    return status
+
+
+def _compile(args: argparse.Namespace) -> int:
+    from bnnc.compiler import api
+    from bnnc.compiler.diagnostics import CompileError, Diagnostic, render_all
+
+    source = Path(args.file)
+    output = args.output
+    if output is None:
+        output = str(source.with_name(f"{source.stem}_{args.backend}.py"))
+    target = None if output == "-" else Path(output)
+    if target is not None:
+        problem = _output_problem(target, source, args.force)
+        if problem is not None:
+            print(render_all([problem], {}), file=sys.stderr)
+            return EXIT_INPUT
+    try:
+        checked = api.check(args.file)
+        generated = api.generate(checked.program, args.backend)
+    except CompileError as error:
+        _report(error)
+        return EXIT_INPUT
+    _warnings(checked)
+    if target is None:
+        sys.stdout.write(generated.source)
+        return EXIT_OK
+    try:
+        api.write_atomically(target, generated.source)
+    except OSError as error:
+        diagnostic = Diagnostic(
+            "BNN502", f"cannot write output: {error.strerror or error}", file=str(target)
+        )
+        print(render_all([diagnostic], {}), file=sys.stderr)
+        return EXIT_INPUT
+    print(f"wrote {target}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _output_problem(target: Path, source: Path, force: bool) -> object:
+    from bnnc.compiler import api
+    from bnnc.compiler.diagnostics import Diagnostic
+
+    if target.exists() and target.resolve() == source.resolve():
+        return Diagnostic(
+            "BNN501", "output would overwrite the input spec", file=str(target)
+        )
+    if target.is_dir():
+        return Diagnostic("BNN502", "output path is a directory", file=str(target))
+    if target.exists() and not force and not api.is_generated_file(target):
+        return Diagnostic(
+            "BNN501",
+            "refusing to overwrite a file that bnnc did not generate",
+            file=str(target),
+            hints=("pass --force to overwrite it, or choose another -o path",),
+        )
+    return None
+
+
+def _ir(args: argparse.Namespace) -> int:
+    from bnnc.compiler import api, ir
+    from bnnc.compiler.diagnostics import CompileError
+
+    try:
+        program = api.check(args.file).program if not args.no_check else api.load(
+            args.file
+        )
+    except CompileError as error:
+        _report(error)
+        return EXIT_INPUT
+    sys.stdout.write(ir.to_json(program) + "\n")
+    return EXIT_OK
+
+
+def _schema(args: argparse.Namespace) -> int:
+    from bnnc.compiler import ir
+
+    sys.stdout.write(ir.schema_json() + "\n")
+    return EXIT_OK
+
+
+_COMMANDS = {"check": _check, "compile": _compile, "ir": _ir, "schema": _schema}
+
+__all__ = ["main"]
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

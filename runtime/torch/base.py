@@ -1,0 +1,307 @@
+"""Shared machinery of Bayesian layers and of their deterministic twins.
+
+A Bayesian layer registers each random tensor once with
+:meth:`BayesianModule._register_random`; sampling, freezing, unfreezing and the
+KL cost are written here, once, for every layer.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+
+from .distributions import DistributionModule, GaussianDistribution
+
+__all__ = [
+    "BayesianModule",
+    "FixedModule",
+    "freeze_all",
+    "total_kl",
+    "unfreeze_all",
+]
+
+_FROZEN_UNDEFINED = "Module has been frozen with undefined weights and/or bias."
+
+
+def _zero_like_module(module: torch.nn.Module) -> torch.Tensor:
+    """A 0-d zero on the device and floating dtype of ``module``'s tensors."""
+    for tensor in module.parameters():
+        if tensor.is_floating_point():
+            return tensor.new_zeros(())
+    for tensor in module.buffers():
+        if tensor.is_floating_point():
+            return tensor.new_zeros(())
+    return torch.zeros(())
+
+
+class BayesianModule(torch.nn.Module, ABC):
+    """Base of Bayesian layers: random tensors that are resampled on every call.
+
+    A subclass calls :meth:`_register_random` for each random tensor, e.g.
+    ``self._register_random("weights", dist)``: the distribution becomes the
+    submodule ``weights_distribution`` and the current sample the persistent
+    buffer ``weights`` (sampled once at construction). ``forward`` calls
+    :meth:`_resample` first and then uses the current tensors.
+
+    Attributes:
+        frozen: When True, ``forward`` reuses the current samples.
+        is_bayesian: True for Bayesian layers, False for deterministic ones.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        """Set ``frozen = False`` and ``is_bayesian = True``.
+
+        Args:
+            **kwargs: Passed to ``torch.nn.Module``.
+        """
+        super().__init__(**kwargs)
+        self.frozen: bool = False
+        self.is_bayesian: bool = True
+        self._random_names: list[str] = []
+
+    # -- registration ------------------------------------------------------
+
+    def _register_random(
+        self,
+        name: str,
+        distribution: DistributionModule | None,
+        shape: tuple[int, ...] | None = None,
+        *,
+        mu_prior: float = 0.0,
+        std_prior: float = 0.1,
+        mu_init: float = 0.0,
+        rho_init: float = -7.0,
+    ) -> None:
+        """Register the random tensor ``name`` drawn from ``distribution``.
+
+        Stores the distribution as the submodule ``<name>_distribution`` and an
+        initial sample (drawn without gradient) as the persistent buffer
+        ``name``.
+
+        Args:
+            name: Attribute name of the random tensor (e.g. ``"weights"``).
+            distribution: Its distribution; when None, a
+                :class:`GaussianDistribution` of ``shape`` built from the
+                prior/posterior keywords.
+            shape: Shape of the default distribution.
+            mu_prior: Prior mean of the default distribution.
+            std_prior: Prior standard deviation of the default distribution.
+            mu_init: Initial posterior mean of the default distribution.
+            rho_init: Initial posterior rho of the default distribution.
+        """
+        if distribution is None:
+            if shape is None:
+                raise ValueError(f"{name}: give a distribution or a shape")
+            distribution = GaussianDistribution(
+                shape,
+                mu_prior=mu_prior,
+                std_prior=std_prior,
+                mu_init=mu_init,
+                rho_init=rho_init,
+            )
+        self.add_module(f"{name}_distribution", distribution)
+        with torch.no_grad():
+            value = distribution.sample()
+        self.register_buffer(name, value)
+        self._random_names.append(name)
+
+    def _register_absent(self, name: str) -> None:
+        """Declare an unused optional random tensor (e.g. ``bias`` without bias).
+
+        Both ``name`` and ``<name>_distribution`` read as None.
+        """
+        setattr(self, f"{name}_distribution", None)
+        self.register_buffer(name, None)
+
+    def _register_weights_and_bias(
+        self,
+        weights_shape: tuple[int, ...],
+        weights_distribution: DistributionModule | None,
+        bias_distribution: DistributionModule | None,
+        use_bias: bool,
+        **priors: float,
+    ) -> None:
+        """Register ``weights`` and, if ``use_bias``, a bias of shape ``(out,)``.
+
+        ``out`` is ``weights_shape[0]``; ``priors`` are the keywords of
+        :meth:`_register_random`.
+        """
+        self._register_random("weights", weights_distribution, weights_shape, **priors)
+        if use_bias:
+            shape = (weights_shape[0],)
+            self._register_random("bias", bias_distribution, shape, **priors)
+        else:
+            self._register_absent("bias")
+
+    def random_tensors(
+        self,
+    ) -> Iterator[tuple[str, DistributionModule, torch.Tensor | None]]:
+        """Yield ``(name, distribution, current value)`` for each random tensor."""
+        for name in self._random_names:
+            distribution = getattr(self, f"{name}_distribution")
+            yield name, distribution, getattr(self, name)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """State for ``copy.deepcopy`` and ``pickle``, with detached samples.
+
+        After a forward pass the current samples belong to an autograd graph
+        (they are not leaves), which deep copies and pickles refuse; the copy
+        gets the same values without the graph.
+        """
+        state = super().__getstate__()
+        buffers = dict(state["_buffers"])
+        for name in self._random_names:
+            value = buffers.get(name)
+            if value is not None and not value.is_leaf:
+                buffers[name] = value.detach()
+        state["_buffers"] = buffers
+        return state
+
+    # -- sampling ----------------------------------------------------------
+
+    def _resample(self) -> None:
+        """Draw fresh values for every random tensor unless the module is frozen.
+
+        Raises:
+            ValueError: If the module is frozen and a value is undefined.
+        """
+        if not self.frozen:
+            for name, distribution, _ in self.random_tensors():
+                setattr(self, name, distribution.sample())
+        elif any(value is None for _, _, value in self.random_tensors()):
+            raise ValueError(_FROZEN_UNDEFINED)
+
+    def freeze(self) -> None:
+        """Fix the current samples (drawing any that are missing) and stop gradients.
+
+        Bayesian submodules (e.g. an LSTM's embedding) are frozen as well.
+        """
+        self.frozen = True
+        for name, distribution, value in self.random_tensors():
+            if value is None:
+                with torch.no_grad():
+                    value = distribution.sample()
+            setattr(self, name, value.detach())
+        for child in self.children():
+            if isinstance(child, BayesianModule):
+                child.freeze()
+
+    def unfreeze(self) -> None:
+        """Resume sampling on every call (Bayesian submodules included)."""
+        self.frozen = False
+        for child in self.children():
+            if isinstance(child, BayesianModule):
+                child.unfreeze()
+
+    def kl_cost(self) -> tuple[torch.Tensor, int]:
+        """KL cost of this module's own random tensors.
+
+        Returns:
+            ``(sum of distribution.log_prob(current value), number of parameters)``:
+            a one-sample estimate of KL(q || p) and the number of random values.
+            Bayesian submodules are not included (as in the reference, an
+            LSTM's embedding reports its own cost); :class:`KLDivergenceLoss`
+            and :func:`total_kl` visit every module.
+        """
+        kl = _zero_like_module(self)
+        num_params = 0
+        for _, distribution, value in self.random_tensors():
+            if value is not None:
+                kl = kl + distribution.log_prob(value)
+            num_params += distribution.num_params()
+        return kl, num_params
+
+
+class FixedModule(BayesianModule):
+    """Base of deterministic layers (``fixed`` in a spec).
+
+    The tensors are ordinary ``nn.Parameter`` objects with the same attribute
+    names as the Bayesian twin. ``is_bayesian`` is False, ``freeze`` and
+    ``unfreeze`` do nothing and ``kl_cost`` is ``(0., 0)``.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        """Set ``is_bayesian = False``.
+
+        Args:
+            **kwargs: Passed to ``torch.nn.Module``.
+        """
+        super().__init__(**kwargs)
+        self.is_bayesian = False
+
+    def freeze(self) -> None:
+        """Do nothing: the tensors are already fixed."""
+
+    def unfreeze(self) -> None:
+        """Do nothing: the tensors are never sampled."""
+
+    def kl_cost(self) -> tuple[torch.Tensor, int]:
+        """Return ``(0., 0)``: a deterministic layer has no KL cost."""
+        return _zero_like_module(self), 0
+
+    def _create_weights_and_bias(
+        self, weights_shape: tuple[int, ...], use_bias: bool
+    ) -> None:
+        """Create ``weights`` and (if ``use_bias``) ``bias`` like ``torch.nn``.
+
+        Shapes are ``weights_shape`` and ``(weights_shape[0],)``; the values
+        come from :meth:`_init_like_torch`.
+        """
+        self.weights = torch.nn.Parameter(torch.empty(weights_shape))
+        if use_bias:
+            self.bias = torch.nn.Parameter(torch.empty(weights_shape[0]))
+        else:
+            self.register_parameter("bias", None)
+        self._init_like_torch(self.weights, self.bias)
+
+    @staticmethod
+    def _init_like_torch(weight: torch.Tensor, bias: torch.Tensor | None) -> None:
+        """Initialise as ``torch.nn.Linear``/``ConvNd`` do.
+
+        Kaiming-uniform weights with ``a = sqrt(5)`` and a bias uniform in
+        ``[-1/sqrt(fan_in), 1/sqrt(fan_in)]``, where ``fan_in`` is the number of
+        elements of one output row of ``weight``.
+        """
+        torch.nn.init.kaiming_uniform_(weight, a=math.sqrt(5))
+        if bias is not None:
+            fan_in = weight[0].numel()
+            bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+            torch.nn.init.uniform_(bias, -bound, bound)
+
+
+def _bayesian_modules(model: torch.nn.Module) -> Iterator[BayesianModule]:
+    for module in model.modules():
+        if isinstance(module, BayesianModule) and module.is_bayesian:
+            yield module
+
+
+def freeze_all(model: torch.nn.Module) -> None:
+    """Freeze every Bayesian module in ``model`` (samples drawn where missing)."""
+    for module in _bayesian_modules(model):
+        module.freeze()
+
+
+def unfreeze_all(model: torch.nn.Module) -> None:
+    """Unfreeze every Bayesian module in ``model``."""
+    for module in _bayesian_modules(model):
+        module.unfreeze()
+
+
+def total_kl(model: torch.nn.Module) -> tuple[torch.Tensor, int]:
+    """Sum ``kl_cost()`` over every Bayesian module of ``model``.
+
+    Returns:
+        ``(summed KL estimate, total number of random values)``; the KL is a 0-d
+        tensor on the model's device and dtype (zero without Bayesian modules).
+    """
+    kl = _zero_like_module(model)
+    num_params = 0
+    for module in _bayesian_modules(model):
+        module_kl, module_params = module.kl_cost()
+        kl = kl + module_kl
+        num_params += module_params
+    return kl, num_params

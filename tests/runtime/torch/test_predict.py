@@ -1,0 +1,130 @@
+"""Monte Carlo prediction helpers against hand-computed values."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from bnnc.runtime.torch import (
+    LSTM,
+    ClassificationUncertainty,
+    FixedLinear,
+    Linear,
+    classification_uncertainty,
+    expected_entropy,
+    freeze_all,
+    mc_samples,
+    mutual_information,
+    predictive_entropy,
+    predictive_mean_std,
+    predictive_probs,
+    total_kl,
+    unfreeze_all,
+)
+
+
+class _Scripted(torch.nn.Module):
+    """Returns the given outputs in turn, ignoring its input."""
+
+    def __init__(self, outputs: list[list[float]]) -> None:
+        super().__init__()
+        self.outputs = [torch.tensor(o) for o in outputs]
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.outputs[self.calls % len(self.outputs)]
+        self.calls += 1
+        return out + 0 * x.sum()
+
+
+def _net() -> torch.nn.Sequential:
+    return torch.nn.Sequential(
+        FixedLinear(3, 8), torch.nn.ReLU(), Linear(8, 4, rho_init=-1.0)
+    )
+
+
+def test_mc_samples_stacks_fresh_draws_without_grad() -> None:
+    model = _net()
+    samples = mc_samples(model, torch.randn(5, 3), num_samples=6)
+    assert samples.shape == (6, 5, 4) and not samples.requires_grad
+    assert not torch.equal(samples[0], samples[1])
+    freeze_all(model)
+    frozen = mc_samples(model, torch.randn(5, 3), num_samples=3)
+    assert torch.equal(frozen[0], frozen[1]) and torch.equal(frozen[1], frozen[2])
+    with pytest.raises(ValueError, match="num_samples"):
+        mc_samples(model, torch.randn(5, 3), num_samples=0)
+
+
+def test_mc_samples_takes_first_element_of_tuple_outputs() -> None:
+    lstm = LSTM(10, 4, 5, 3)
+    samples = mc_samples(lstm, torch.randint(0, 10, (2, 4, 1)), num_samples=3)
+    assert samples.shape == (3, 2, 3)
+
+
+def test_predictive_mean_std_hand_computed() -> None:
+    model = _Scripted([[1.0, 10.0], [3.0, 10.0], [5.0, 10.0], [7.0, 10.0]])
+    mean, std = predictive_mean_std(model, torch.zeros(1), num_samples=4)
+    assert model.calls == 4
+    torch.testing.assert_close(mean, torch.tensor([4.0, 10.0]))
+    # Population std of 1, 3, 5, 7: sqrt(5).
+    torch.testing.assert_close(std, torch.tensor([math.sqrt(5.0), 0.0]))
+
+
+def test_predictive_probs_is_the_mean_softmax() -> None:
+    logits = [[0.0, 0.0], [math.log(3.0), 0.0]]  # softmax: [.5, .5] and [.75, .25]
+    probs = predictive_probs(_Scripted(logits), torch.zeros(1), num_samples=2)
+    torch.testing.assert_close(probs, torch.tensor([0.625, 0.375]))
+
+
+def test_entropies_hand_computed() -> None:
+    uniform = torch.full((4,), 0.25)
+    assert predictive_entropy(uniform).item() == pytest.approx(math.log(4))
+    assert predictive_entropy(torch.tensor([1.0, 0.0, 0.0])).item() == 0.0
+    samples = torch.tensor([[0.5, 0.5], [1.0, 0.0]])
+    assert expected_entropy(samples).item() == pytest.approx(math.log(2) / 2)
+
+
+def test_mutual_information_of_identical_and_disagreeing_samples() -> None:
+    same = torch.tensor([[0.7, 0.3]] * 5)
+    assert mutual_information(same).item() == pytest.approx(0.0, abs=1e-7)
+    disagree = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    assert mutual_information(disagree).item() == pytest.approx(math.log(2))
+    batch = torch.rand(8, 6, 3).softmax(-1)
+    assert torch.all(mutual_information(batch) >= 0)
+
+
+def test_classification_uncertainty_decomposes_entropy() -> None:
+    logits = [[10.0, -10.0], [-10.0, 10.0]]  # two confident, opposite samples
+    result = classification_uncertainty(
+        _Scripted(logits), torch.zeros(1), num_samples=2
+    )
+    assert isinstance(result, ClassificationUncertainty)
+    torch.testing.assert_close(result.probs, torch.tensor([0.5, 0.5]))
+    assert result.predictive_entropy.item() == pytest.approx(math.log(2))
+    assert result.aleatoric.item() == pytest.approx(0.0, abs=1e-6)
+    assert result.mutual_information.item() == pytest.approx(math.log(2), abs=1e-6)
+
+
+def test_classification_uncertainty_on_a_real_model() -> None:
+    model = _net()
+    x = torch.randn(7, 3)
+    result = classification_uncertainty(model, x, num_samples=5)
+    assert result.probs.shape == (7, 4)
+    torch.testing.assert_close(result.probs.sum(-1), torch.ones(7))
+    torch.testing.assert_close(
+        result.predictive_entropy, result.aleatoric + result.mutual_information
+    )
+
+
+def test_freeze_all_unfreeze_all_and_total_kl() -> None:
+    model = torch.nn.Sequential(Linear(3, 4), torch.nn.Sequential(LSTM(10, 2, 3, 1)))
+    freeze_all(model)
+    lstm = model[1][0]
+    assert model[0].frozen and lstm.frozen and lstm.embedding.frozen
+    unfreeze_all(model)
+    assert not (model[0].frozen or lstm.frozen or lstm.embedding.frozen)
+    kl, count = total_kl(model)
+    parts = [model[0].kl_cost(), lstm.kl_cost(), lstm.embedding.kl_cost()]
+    torch.testing.assert_close(kl, sum(p[0] for p in parts))
+    assert count == sum(p[1] for p in parts) == 16 + (4 * (3 * 5 + 3) + 4) + 20
