@@ -7,6 +7,7 @@ command-line usage. No input, however broken, produces a Python traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import NoReturn, TextIO
 
 from bnnc import __version__
 
-EXIT_OK, EXIT_INPUT, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_INPUT, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
 
 class _Parser(argparse.ArgumentParser):
@@ -89,6 +90,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("bnnc: interrupted", file=sys.stderr)
         return 130
+    except Exception as error:  # a bug in bnnc, never the user's input
+        if os.environ.get("BNNC_DEBUG"):
+            raise
+        print(
+            f"bnnc: internal error: {type(error).__name__}: {error}\n"
+            "This is a bug in bnnc; rerun with BNNC_DEBUG=1 for details and "
+            "please report it.",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
 
 
 def _report(error: object, stream: TextIO = sys.stderr) -> None:

@@ -77,8 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     elbo = bnn.ELBOLoss(torch.nn.functional.cross_entropy, kl_weight=args.kl_weight)
 
     started = time.perf_counter()
-    steps = args.epochs * ((len(x_train) + args.batch_size - 1) // args.batch_size)
-    with tqdm(total=steps, desc="training", unit="step", file=sys.stdout) as bar:
+    with tqdm(
+        total=args.epochs, desc="training", unit="epoch", file=sys.stdout, ncols=80
+    ) as bar:
         for _ in range(args.epochs):
             model.train()
             order = torch.randperm(len(x_train))
@@ -88,8 +89,8 @@ def main(argv: list[str] | None = None) -> int:
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
-                bar.set_postfix(loss=f"{loss.item():.3f}")
-                bar.update()
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+            bar.update()
     seconds = time.perf_counter() - started
 
     model.eval()

@@ -105,6 +105,7 @@ class TorchGenerator(Generator):
     """Generates ``torch.nn.Module`` subclasses."""
 
     name = "torch"
+    title = "PyTorch"
     tensor_annotation = "torch.Tensor"
     forward_name = "forward"
     module_base = "torch.nn.Module"
@@ -115,12 +116,13 @@ class TorchGenerator(Generator):
         lines = []
         if needs_record:
             lines += ["from typing import NamedTuple", ""]
+        # One third-party block, in the order ruff's isort gives it in a user's
+        # project (where bnnc is an installed, third-party package).
         return [
             *lines,
             "import torch",
-            "from torch.nn import functional as F",
-            "",
             "from bnnc.runtime import torch as bnn",
+            "from torch.nn import functional as F",
         ]
 
     def init_prologue(self, info: NetworkInfo) -> list[str]:

@@ -256,7 +256,7 @@ def _default_value(spec: Arg) -> Value:
     if isinstance(default, bool | float | str):
         return default
     if isinstance(default, int):
-        return Size.of(default)
+        return default if spec.kind == "dim" else Size.of(default)
     return default  # pragma: no cover - registry only uses the kinds above
 
 
