@@ -303,3 +303,29 @@ def from_json(text: str | bytes) -> Program:
 def schema_json() -> str:
     """The JSON Schema as deterministic, indented text."""
     return json.dumps(json_schema(), indent=2, sort_keys=True)
+
+
+def without_locations(program: Program) -> Program:
+    """A copy of ``program`` without spans, source paths or source hashes.
+
+    Two programs describing the same networks (say, one parsed from a ``.bnn``
+    file and one built in Python) are equal after this, and generate identical
+    code.
+    """
+    return Program.model_validate(_strip(program.model_dump()))
+
+
+def _strip(value: Any) -> Any:
+    if isinstance(value, dict):
+        cleared = {"span": None, "source": None, "source_sha256": None}
+        return {
+            key: cleared[key]
+            if key in cleared
+            else [None] * len(item)
+            if key == "name_spans"
+            else _strip(item)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [_strip(item) for item in value]
+    return value

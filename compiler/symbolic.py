@@ -200,9 +200,17 @@ def render(size: Size, names: Mapping[str, str] | None = None) -> str:
     names = names or {}
     if not size.terms:
         return "0"
+    # Highest-degree terms first, the constant last: `2 * width + 1`.
+    ordered = sorted(size.terms, key=lambda mc: -len(mc[0]))
     pieces: list[str] = []
-    for monomial, coefficient in size.terms:
+    for monomial, coefficient in ordered:
         factors = [_render_atom(a, names) for a in monomial]
+        if len(monomial) > 1 or abs(coefficient) != 1:
+            # `//` and `%` bind like `*`, so a product needs them parenthesised.
+            factors = [
+                f if isinstance(a, Symbol) else f"({f})"
+                for a, f in zip(monomial, factors, strict=True)
+            ]
         magnitude = abs(coefficient)
         if magnitude != 1 or not factors:
             factors.insert(0, str(magnitude))
@@ -218,7 +226,7 @@ def _render_atom(atom: Atom, names: Mapping[str, str]) -> str:
     if isinstance(atom, Symbol):
         return names.get(atom.name, atom.name)
     op = "//" if isinstance(atom, FloorDiv) else "%"
-    return f"({_paren(atom.numerator, names)} {op} {_paren(atom.denominator, names)})"
+    return f"{_paren(atom.numerator, names)} {op} {_paren(atom.denominator, names)}"
 
 
 def _paren(size: Size, names: Mapping[str, str]) -> str:

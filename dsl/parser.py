@@ -148,6 +148,8 @@ def _unexpected_character(
     hints: tuple[str, ...] = ()
     if char == "'":
         hints = ('strings are written in double quotes: "..."',)
+    elif char.isalpha() or char.isdigit():
+        hints = ("names are made of ASCII letters, digits and `_`",)
     return Diagnostic("BNN102", f"unexpected character {shown}", span, hints=hints)
 
 

@@ -1,0 +1,55 @@
+"""The operator registry drives the checker and every backend: walk it."""
+
+import inspect
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bnnc.compiler.backends import BACKENDS
+from bnnc.compiler.registry import REGISTRY, functions, layers
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("backend", sorted(BACKENDS))
+def test_every_op_has_an_emitter(backend: str) -> None:
+    generator = BACKENDS[backend]
+    missing = [op.name for op in functions() if op.name not in generator.function_emitters]
+    missing += [op.name for op in layers() if op.name not in generator.layer_classes]
+    assert not missing, f"{backend} backend lacks emitters for {missing}"
+    extra = set(generator.function_emitters) - {op.name for op in functions()}
+    assert not extra, f"{backend} has emitters for unknown ops {extra}"
+
+
+@pytest.mark.parametrize("op", layers(), ids=lambda op: op.name)
+def test_torch_runtime_layers_take_the_registry_arguments(op) -> None:
+    bnn = pytest.importorskip("bnnc.runtime.torch")
+    for name in (op.name, f"Fixed{op.name}"):
+        cls = getattr(bnn, name)
+        signature = inspect.signature(cls.__init__)
+        for arg in op.args:
+            assert arg.name in signature.parameters, f"{name} lacks {arg.name}"
+        if op.bayesian and not name.startswith("Fixed"):
+            for key in ("mu_prior", "std_prior", "mu_init", "rho_init"):
+                assert key in signature.parameters, f"{name} lacks {key}"
+
+
+def test_registry_entries_are_documented() -> None:
+    for op in REGISTRY.values():
+        assert op.summary.strip(), op.name
+        assert op.kind in ("layer", "function")
+        if op.kind == "layer":
+            assert op.sequential_input is not None, op.name
+
+
+def test_language_reference_lists_every_op() -> None:
+    text = (ROOT / "docs" / "language.md").read_text(encoding="utf-8")
+    generated = subprocess.run(
+        [sys.executable, str(ROOT / "docs" / "gen_ops_table.py")],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()
+    assert generated in text, "docs/language.md ops table is stale: rerun gen_ops_table.py"
+    for op in REGISTRY.values():
+        assert f"`{op.name}`" in text
