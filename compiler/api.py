@@ -8,6 +8,8 @@
 from __future__ import annotations
 
 import builtins
+import contextlib
+import hashlib
 import importlib.util
 import os
 import sys
@@ -64,15 +66,29 @@ def check(source: Source) -> CheckedProgram:
 
 def generate(source: Source, backend: str = "torch") -> Generated:
     """Check and generate; the result has the source text and a line map."""
+    return _generate(check(source), backend)
+
+
+def _generate(checked: CheckedProgram, backend: str) -> Generated:
     if backend not in BACKENDS:
         raise ValueError(
             f"unknown backend {backend!r}; choose one of {', '.join(sorted(BACKENDS))}"
         )
-    checked = check(source)
+    if not checked.networks:
+        raise CompileError(
+            [
+                Diagnostic(
+                    "BNN307",
+                    "nothing to compile: the file defines no network",
+                    file=checked.program.source,
+                )
+            ],
+            {},
+        )
     return BACKENDS[backend](checked).generate()
 
 
-def compile(source: Source, backend: str = "torch") -> str:  # noqa: A001
+def compile(source: Source, backend: str = "torch") -> str:
     """Generated Python source for a spec or IR."""
     return generate(source, backend).source
 
@@ -90,17 +106,16 @@ def build(
     usually the one composing the others); ``params`` go to its constructor.
     """
     checked = check(source)
-    generated = BACKENDS[backend](checked).generate()
-    module = load_generated(generated.source, name=_module_name(checked))
-    own = checked.main_networks()
-    if not own:
-        raise ValueError("the program defines no network to build")
-    names = [info.name for info in own]
-    chosen = network or names[-1]
-    if chosen not in checked.networks:
+    names = [info.name for info in checked.main_networks()]
+    chosen = network or (names[-1] if names else None)
+    if chosen is None or chosen not in checked.networks:
         raise ValueError(
-            f"no network {chosen!r}; the program defines {', '.join(names)}"
+            f"no network {chosen!r} to build; the program defines "
+            f"{', '.join(names) or 'none'}"
         )
+    generated = _generate(checked, backend)
+    digest = hashlib.sha256(generated.source.encode()).hexdigest()[:16]
+    module = load_generated(generated.source, name=f"bnnc_generated_{digest}")
     return getattr(module, chosen)(**params)
 
 
@@ -114,11 +129,6 @@ def load_generated(source: str, *, name: str = "bnnc_generated") -> types.Module
     return module
 
 
-def _module_name(checked: CheckedProgram) -> str:
-    digest = checked.program.source_sha256 or "ir"
-    return f"bnnc_generated_{digest[:12]}"
-
-
 def sources_of(program: ir.Program) -> dict[str, str]:
     """Source text of every file in a program (for rendering diagnostics)."""
     sources: dict[str, str] = {}
@@ -126,12 +136,10 @@ def sources_of(program: ir.Program) -> dict[str, str]:
     while stack:
         current = stack.pop()
         if current.source and current.source not in sources:
-            try:
+            with contextlib.suppress(OSError, UnicodeDecodeError):
                 sources[current.source] = Path(current.source).read_text(
                     encoding="utf-8-sig"
                 )
-            except (OSError, UnicodeDecodeError):
-                pass
         stack.extend(i.program for i in current.imports if i.program is not None)
     return sources
 

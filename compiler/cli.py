@@ -38,17 +38,21 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"bnnc {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands = parser.add_subparsers(
+        dest="command", metavar="COMMAND", parser_class=_Parser
+    )
 
     check = commands.add_parser(
-        "check", help="check specs for errors (names, types, shapes)",
+        "check",
+        help="check specs for errors (names, types, shapes)",
         description="Parse and check each FILE; print every error found.",
     )
     check.add_argument("files", nargs="+", metavar="FILE", help=".bnn or IR .json file")
     check.add_argument("-q", "--quiet", action="store_true", help="print errors only")
 
     compile_ = commands.add_parser(
-        "compile", help="generate a Python module from a spec",
+        "compile",
+        help="generate a Python module from a spec",
         description="Check FILE and generate a Python module for the backend.",
     )
     compile_.add_argument("file", metavar="FILE", help=".bnn or IR .json file")
@@ -56,23 +60,28 @@ def _parser() -> argparse.ArgumentParser:
         "--backend", default="torch", choices=["torch"], help="target framework"
     )
     compile_.add_argument(
-        "-o", "--output", metavar="OUT",
+        "-o",
+        "--output",
+        metavar="OUT",
         help="output path, or - for stdout (default: FILE's stem + _<backend>.py)",
     )
     compile_.add_argument(
-        "--force", action="store_true",
+        "--force",
+        action="store_true",
         help="overwrite OUT even if bnnc did not generate it",
     )
 
     ir_ = commands.add_parser(
-        "ir", help="print a spec's IR as JSON",
+        "ir",
+        help="print a spec's IR as JSON",
         description="Parse FILE (with its imports) and print the IR as JSON.",
     )
     ir_.add_argument("file", metavar="FILE", help=".bnn file")
     ir_.add_argument("--no-check", action="store_true", help="skip the checker")
 
     commands.add_parser(
-        "schema", help="print the IR's JSON Schema",
+        "schema",
+        help="print the IR's JSON Schema",
         description="Print the JSON Schema of the bnnc IR.",
     )
     return parser
@@ -167,7 +176,9 @@ def _compile(args: argparse.Namespace) -> int:
         api.write_atomically(target, generated.source)
     except OSError as error:
         diagnostic = Diagnostic(
-            "BNN502", f"cannot write output: {error.strerror or error}", file=str(target)
+            "BNN502",
+            f"cannot write output: {error.strerror or error}",
+            file=str(target),
         )
         print(render_all([diagnostic], {}), file=sys.stderr)
         return EXIT_INPUT
@@ -200,8 +211,8 @@ def _ir(args: argparse.Namespace) -> int:
     from bnnc.compiler.diagnostics import CompileError
 
     try:
-        program = api.check(args.file).program if not args.no_check else api.load(
-            args.file
+        program = (
+            api.check(args.file).program if not args.no_check else api.load(args.file)
         )
     except CompileError as error:
         _report(error)

@@ -180,15 +180,11 @@ class DiagnosticSink:
 
     diagnostics: list[Diagnostic] = field(default_factory=list)
 
-    def error(
-        self, code: str, message: str, span: Span | None, *hints: str
-    ) -> None:
+    def error(self, code: str, message: str, span: Span | None, *hints: str) -> None:
         """Record an error."""
         self.diagnostics.append(Diagnostic(code, message, span, "error", hints))
 
-    def warning(
-        self, code: str, message: str, span: Span | None, *hints: str
-    ) -> None:
+    def warning(self, code: str, message: str, span: Span | None, *hints: str) -> None:
         """Record a warning."""
         self.diagnostics.append(Diagnostic(code, message, span, "warning", hints))
 

@@ -11,16 +11,17 @@ Building a network in Python::
 
     from bnnc.compiler import ir
 
+    x, hidden = ir.Name(id="x"), ir.Name(id="hidden")
     net = ir.Network(
         name="Regressor",
         params=[ir.Param(name="hidden", type="int", default=ir.Int(value=32))],
         inputs=[ir.Input(name="x", dims=[ir.Name(id="B"), ir.Int(value=1)])],
         layers=[
-            ir.Layer(name="fc1", op="Linear", args=[ir.Int(value=1), ir.Name(id="hidden")]),
+            ir.Layer(name="fc1", op="Linear", args=[ir.Int(value=1), hidden]),
             ir.Layer(name="fc2", op="Linear", args=[ir.Auto(), ir.Int(value=1)]),
         ],
         body=[
-            ir.Assign(target="h", value=ir.call("relu", ir.call("fc1", ir.Name(id="x")))),
+            ir.Assign(target="h", value=ir.call("relu", ir.call("fc1", x))),
             ir.Return(outputs=[ir.Output(value=ir.call("fc2", ir.Name(id="h")))]),
         ],
     )

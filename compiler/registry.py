@@ -159,8 +159,7 @@ def expect_rank(
         detail = f" {layout}" if layout else ""
         raise ShapeError(
             "BNN401",
-            f"{what} expects a {wanted}-d input{detail}, got {x.rank}-d "
-            f"{x.describe()}",
+            f"{what} expects a {wanted}-d input{detail}, got {x.rank}-d {x.describe()}",
         )
 
 
@@ -224,8 +223,7 @@ def normalise_axis(x: TensorType, axis: int, what: str) -> int:
     if not -x.rank <= axis < x.rank:
         raise ShapeError(
             "BNN406",
-            f"{what}: dim {axis} is out of range for a {x.rank}-d input "
-            f"{x.describe()}",
+            f"{what}: dim {axis} is out of range for a {x.rank}-d input {x.describe()}",
             arg="dim",
         )
     return axis % x.rank
@@ -244,7 +242,11 @@ def window_output(
     span = Size.of(dilation) * (kernel - 1) + 1
     padded = length + padding * 2
     known_padded, known_span = bound.known(padded), bound.known(span)
-    if known_padded is not None and known_span is not None and known_span > known_padded:
+    if (
+        known_padded is not None
+        and known_span is not None
+        and known_span > known_padded
+    ):
         raise ShapeError(
             "BNN404",
             f"{what}: kernel covers {known_span} positions but the padded input "
@@ -360,7 +362,8 @@ for _spatial in (1, 2):
         Op(
             name=f"Conv{_spatial}d",
             kind="layer",
-            summary=f"{_spatial}-d convolution over [N, C, {'L' if _spatial == 1 else 'H, W'}].",
+            summary=f"{_spatial}-d convolution over "
+            f"[N, C, {'L' if _spatial == 1 else 'H, W'}].",
             args=_conv_args(pairs=_spatial == 2),
             infer=_conv_infer(_spatial),
             validate=_conv_validate,
@@ -478,8 +481,13 @@ _ACTIVATIONS: dict[str, tuple[str, tuple[Arg, ...]]] = {
 }
 for _name, (_summary, _args) in _ACTIVATIONS.items():
     register(
-        Op(name=_name, kind="function", summary=_summary, args=_args,
-           infer=_elementwise(_name))
+        Op(
+            name=_name,
+            kind="function",
+            summary=_summary,
+            args=_args,
+            infer=_elementwise(_name),
+        )
     )
 
 
@@ -551,8 +559,10 @@ def _reshape_infer(bound: Bound, inputs: Sequence[TensorType]) -> TensorType:
     dims = list(shape)
     known_total, known_product = bound.known(total), bound.known(product)
     if wildcard:
-        if known_total is not None and known_product is not None and (
-            known_product == 0 or known_total % known_product
+        if (
+            known_total is not None
+            and known_product is not None
+            and (known_product == 0 or known_total % known_product)
         ):
             raise ShapeError(
                 "BNN407",
@@ -603,7 +613,9 @@ def _pool_infer(spatial: int, what: str) -> Infer:
     def infer(bound: Bound, inputs: Sequence[TensorType]) -> TensorType:
         (x,) = inputs
         expect_rank(
-            x, [spatial + 1, spatial + 2], what,
+            x,
+            [spatial + 1, spatial + 2],
+            what,
             "[N, C, L]" if spatial == 1 else "[N, C, H, W]",
         )
         expect_float(x, what)
@@ -612,21 +624,28 @@ def _pool_infer(spatial: int, what: str) -> Infer:
             stride_value = bound.get("stride")
             strides = [kernels[0] if stride_value is None else bound.size("stride")]
         else:
-            kernels, paddings = list(bound.pair("kernel_size")), list(bound.pair("padding"))
-            strides = kernels if bound.get("stride") is None else list(bound.pair("stride"))
+            kernels, paddings = (
+                list(bound.pair("kernel_size")),
+                list(bound.pair("padding")),
+            )
+            strides = (
+                kernels if bound.get("stride") is None else list(bound.pair("stride"))
+            )
         for k, p in zip(kernels, paddings, strict=True):
             kk, kp = bound.known(k), bound.known(p)
             if kk is not None and kp is not None and 2 * kp > kk:
                 raise ShapeError(
                     "BNN303",
-                    f"{what}: padding ({kp}) must be at most half the kernel size ({kk})",
+                    f"{what}: padding ({kp}) must be at most half the kernel size "
+                    f"({kk})",
                     arg="padding",
                 )
         lead = x.rank - spatial
         out = [
             window_output(bound, length, k, s, p, 1, what)
-            for length, k, s, p in zip(x.dims[lead:], kernels, strides, paddings,
-                                       strict=True)
+            for length, k, s, p in zip(
+                x.dims[lead:], kernels, strides, paddings, strict=True
+            )
         ]
         return x.with_dims((*x.dims[:lead], *out))
 
@@ -694,7 +713,9 @@ def _concat_infer(bound: Bound, inputs: Sequence[TensorType]) -> TensorType:
                 f"{first.rank}-d {first.describe()}",
             )
         if x.dtype != first.dtype:
-            raise ShapeError("BNN309", f"concat: dtypes differ ({first.dtype}, {x.dtype})")
+            raise ShapeError(
+                "BNN309", f"concat: dtypes differ ({first.dtype}, {x.dtype})"
+            )
         for d, (a, b) in enumerate(zip(first.dims, x.dims, strict=True)):
             if d != axis and same_size(bound, a, b) is False:
                 raise ShapeError(

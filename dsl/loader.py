@@ -6,11 +6,18 @@ import os
 from pathlib import Path
 
 from bnnc.compiler import ir
-from bnnc.compiler.diagnostics import CompileError, Diagnostic, DiagnosticSink
-from bnnc.compiler.diagnostics import did_you_mean
+from bnnc.compiler.diagnostics import (
+    CompileError,
+    Diagnostic,
+    DiagnosticSink,
+    did_you_mean,
+)
 from bnnc.dsl import source
-from bnnc.dsl.lower import MAX_DEPTH, Lowering, check_depth
+from bnnc.dsl.lower import IR_MAX_DEPTH, MAX_DEPTH, Lowering, check_depth, json_depth
 from bnnc.dsl.parser import parse_tree
+
+MAX_IMPORT_DEPTH = 50
+"""Longest accepted chain of files importing each other (BNN005 beyond)."""
 
 
 def parse(text: str, path: str = "<input>") -> ir.Program:
@@ -47,9 +54,17 @@ def load(path: str | Path) -> ir.Program:
     bottom file once. ``Import.program`` holds the imported program.
     """
     loader = _Loader()
-    program = loader.file(str(path), None)
+    try:
+        program = loader.file(str(path), None)
+    except RecursionError:  # not expected: import chains are bounded
+        loader.diagnostics.append(
+            Diagnostic("BNN005", "imports nest too deeply", None, file=str(path))
+        )
+        program = None
     _raise_if_errors(loader.diagnostics, loader.sources)
     assert program is not None
+    loader.check_depth(program)
+    _raise_if_errors(loader.diagnostics, loader.sources)
     return program
 
 
@@ -80,7 +95,8 @@ def _parse_text(
         if deep is not None:
             sink.error(
                 "BNN005",
-                f"expression nested more than {MAX_DEPTH} levels deep",
+                f"expression nested too deeply (more than {MAX_DEPTH} levels, "
+                "counting a call or tuple as two)",
                 lowering.span(deep),
                 "split it into several statements",
             )
@@ -101,6 +117,7 @@ class _Loader:
         self.sources: dict[str, str] = {}
         self.cache: dict[Path, ir.Program | None] = {}
         self.stack: list[tuple[Path, str]] = []
+        self.depths: dict[int, int] = {}
 
     def file(self, path: str, at: ir.Span | None) -> ir.Program | None:
         """The program in ``path`` with its imports loaded (None on errors)."""
@@ -121,7 +138,9 @@ class _Loader:
             self.cache[resolved] = None
             return None
         self.stack.append((resolved, path))
-        imports = [self.import_(program, imp, resolved, path) for imp in program.imports]
+        imports = [
+            self.import_(program, imp, resolved, path) for imp in program.imports
+        ]
         self.stack.pop()
         program = program.model_copy(update={"imports": imports})
         self.cache[resolved] = program
@@ -152,6 +171,15 @@ class _Loader:
                 )
             )
             return imp
+        if len(self.stack) >= MAX_IMPORT_DEPTH:
+            self.diagnostics.append(
+                Diagnostic(
+                    "BNN005",
+                    f"imports nest more than {MAX_IMPORT_DEPTH} files deep",
+                    imp.span,
+                )
+            )
+            return imp
         imported = self.file(shown, imp.span)
         if imported is None:
             return imp
@@ -167,6 +195,38 @@ class _Loader:
                     )
                 )
         return imp.model_copy(update={"program": imported})
+
+    def depth(self, program: ir.Program) -> int:
+        """How deeply the JSON form of ``program`` nests, imports included."""
+        key = id(program)
+        if key not in self.depths:
+            own = json_depth(program.model_dump(mode="json", exclude={"imports"}))
+            deepest = max(own, 5 if program.imports else 0)  # name_spans
+            for imp in program.imports:
+                if imp.program is not None:
+                    # Program > imports list > Import > program
+                    deepest = max(deepest, 3 + self.depth(imp.program))
+            self.depths[key] = deepest
+        return self.depths[key]
+
+    def check_depth(self, program: ir.Program) -> None:
+        """BNN005 when imports nest the IR deeper than its JSON form allows."""
+        depth = self.depth(program)
+        if depth <= IR_MAX_DEPTH:
+            return
+        imp = max(
+            (i for i in program.imports if i.program is not None),
+            key=lambda i: self.depth(i.program),  # type: ignore[arg-type]
+        )
+        self.diagnostics.append(
+            Diagnostic(
+                "BNN005",
+                f"imports nest too deeply: the IR of `{program.source}` would be "
+                f"{depth} levels deep (the limit is {IR_MAX_DEPTH})",
+                imp.span,
+                hints=("import the networks directly instead of through a long chain",),
+            )
+        )
 
 
 def _resolve(path: str) -> Path:

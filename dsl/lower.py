@@ -19,8 +19,19 @@ from bnnc.compiler.registry import REGISTRY, Bound
 from bnnc.compiler.symbolic import Size
 from bnnc.dsl.parser import keywords
 
-MAX_DEPTH = 200
-"""Deepest accepted expression nesting (BNN005 beyond)."""
+MAX_DEPTH = 150
+"""Deepest accepted expression nesting, in IR levels (BNN005 beyond).
+
+The IR's JSON form may nest at most :data:`IR_MAX_DEPTH` levels (the limit of
+Pydantic's JSON parser), so expressions are measured as their JSON nests: an
+operator is one level, a call or a tuple two (the node and its argument
+list), a keyword argument one more, a literal or name two (the node and its
+span). 150 leaves room for the statement around an expression and for
+imported programs nested inside the importer's IR.
+"""
+
+IR_MAX_DEPTH = 200
+"""Deepest JSON nesting of a whole program, imports included (BNN005 beyond)."""
 
 INT_LIMIT = 2**63 - 1
 """Largest integer literal (BNN104 beyond)."""
@@ -47,20 +58,18 @@ _BINARY = {
     "truediv": "/",
     "mod": "%",
 }
-_EXPRESSIONS = frozenset(
-    {*_BINARY, "neg", "getattr", "call", "tuple", "kwarg", "int", "float", "string"}
-    | {"true", "false", "none", "auto", "name"}
-)
+_LEAVES = ("int", "float", "string", "true", "false", "none", "auto", "name")
+_WEIGHTS = {
+    **dict.fromkeys(_BINARY, 1),
+    "neg": 1,
+    "getattr": 2,
+    "call": 2,
+    "tuple": 2,
+    "kwarg": 1,
+    **dict.fromkeys(_LEAVES, 2),
+}
 _ESCAPES = {"\\": "\\", '"': '"', "n": "\n", "t": "\t", "r": "\r", "0": "\0"}
 _COMMENT_OR_STRING = re.compile(r'"(?:[^"\\\n]|\\.)*"|#[^\n]*')
-
-
-class TooDeep(Exception):
-    """Raised when an expression nests deeper than :data:`MAX_DEPTH`."""
-
-    def __init__(self, node: Tree | Token) -> None:
-        super().__init__("too deep")
-        self.node = node
 
 
 @dataclass(frozen=True)
@@ -78,18 +87,42 @@ class _Arguments:
     posterior: ir.Distribution | None = None
 
 
-def check_depth(tree: Tree) -> Tree | Token | None:
-    """The first node nested deeper than :data:`MAX_DEPTH`, found iteratively."""
-    stack: list[tuple[Tree | Token, int]] = [(tree, 0)]
+def check_depth(tree: Tree) -> Tree | None:
+    """The outermost expression nested deeper than :data:`MAX_DEPTH`, if any.
+
+    Iterative, so that no input can exhaust Python's stack.
+    """
+    stack: list[tuple[Tree | Token, int, Tree | None]] = [(tree, 0, None)]
     while stack:
-        node, depth = stack.pop()
+        node, depth, outermost = stack.pop()
         if isinstance(node, Tree):
-            if node.data in _EXPRESSIONS:
-                depth += 1
-                if depth > MAX_DEPTH:
-                    return node
-            stack.extend((child, depth) for child in node.children)
+            weight = _WEIGHTS.get(node.data, 0)
+            if weight and outermost is None:
+                outermost = node
+            depth += weight
+            if depth > MAX_DEPTH:
+                return outermost
+            if weight == 0:
+                outermost = None
+            stack.extend((child, depth, outermost) for child in node.children)
     return None
+
+
+def json_depth(value: object) -> int:
+    """How deeply ``value`` (made of dicts and lists) nests, found iteratively."""
+    deepest = 0
+    stack: list[tuple[object, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+        else:
+            deepest = max(deepest, depth)
+            continue
+        deepest = max(deepest, depth + 1)
+    return deepest
 
 
 def scan_comments(text: str) -> dict[int, _Comment]:
@@ -204,8 +237,7 @@ class Lowering:
             if net.name in where:
                 self.sink.error(
                     "BNN202",
-                    f"network `{net.name}` is already defined "
-                    f"({where[net.name]})",
+                    f"network `{net.name}` is already defined ({where[net.name]})",
                     net.span,
                 )
             else:
@@ -336,7 +368,9 @@ class Lowering:
                 if member.data == "layers_block":
                     layers.extend(self.layer_decl(t) for t in _trees(member.children))
                 else:
-                    statements.extend(self.statement(t) for t in _trees(member.children))
+                    statements.extend(
+                        self.statement(t) for t in _trees(member.children)
+                    )
         return ir.Network(
             span=self.span(tree),
             name=name,
@@ -398,11 +432,9 @@ class Lowering:
                     self.error("BNN206", "`dtype` is given twice", item)
                 seen_dtype = True
                 dtype = self.dtype(value)
-            elif seen_dtype:
-                self.error(
-                    "BNN106", "dimensions must come before `dtype=`", item
-                )
             else:
+                if seen_dtype:
+                    self.error("BNN106", "dimensions must come before `dtype=`", item)
                 dims.append(self.expr(item))
         if not dims:
             self.error("BNN106", "an input needs at least one dimension", tree)
@@ -447,9 +479,7 @@ class Lowering:
             comment=self.trailing_comment(span),
         )
 
-    def arguments(
-        self, children: Iterable[Tree | Token], *, layer: bool
-    ) -> _Arguments:
+    def arguments(self, children: Iterable[Tree | Token], *, layer: bool) -> _Arguments:
         """The arguments among ``children`` (positional, keyword, distributions)."""
         result = _Arguments(args=[], kwargs=[])
         seen_keyword: Tree | None = None
@@ -532,9 +562,7 @@ class Lowering:
                 continue
             number = self.number(value_tree)
             if number is None:
-                self.error(
-                    "BNN105", f"`{key}` must be a number literal", value_tree
-                )
+                self.error("BNN105", f"`{key}` must be a number literal", value_tree)
                 ok = False
                 continue
             if key in params:
@@ -572,11 +600,14 @@ class Lowering:
         span = self.span(tree)
         if tree.data == "assign":
             target, value = tree.children
-            return ir.Assign(span=span, target=self.ident(target), value=self.expr(value))
+            return ir.Assign(
+                span=span, target=self.ident(target), value=self.expr(value)
+            )
         if tree.data == "return_stmt":
             value = tree.children[0]
             return ir.Return(
-                span=span, outputs=[ir.Output(span=self.span(value), value=self.expr(value))]
+                span=span,
+                outputs=[ir.Output(span=self.span(value), value=self.expr(value))],
             )
         outputs: list[ir.Output] = []
         seen: dict[str, ir.Span | None] = {}
@@ -708,7 +739,11 @@ class Lowering:
         for index, item in enumerate(items):
             span = spans[index]
             fixed_token = next(
-                (c for c in item.children if isinstance(c, Token) and c.type == "FIXED"),
+                (
+                    c
+                    for c in item.children
+                    if isinstance(c, Token) and c.type == "FIXED"
+                ),
                 None,
             )
             op_token = next(
@@ -733,7 +768,10 @@ class Lowering:
                         item,
                     )
                 value = ir.Call(
-                    span=span, func=op, args=[x, *arguments.args], kwargs=arguments.kwargs
+                    span=span,
+                    func=op,
+                    args=[x, *arguments.args],
+                    kwargs=arguments.kwargs,
                 )
             else:
                 counts[op] = counts.get(op, 0) + 1
@@ -765,9 +803,7 @@ class Lowering:
                 ir.Return(
                     span=spans[-1],
                     outputs=[
-                        ir.Output(
-                            span=spans[-1], value=ir.Name(span=spans[-1], id="x")
-                        )
+                        ir.Output(span=spans[-1], value=ir.Name(span=spans[-1], id="x"))
                     ],
                 )
             )

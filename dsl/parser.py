@@ -12,8 +12,12 @@ import functools
 import re
 
 from lark import Lark, Token, Tree
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
-from lark.exceptions import UnexpectedToken
+from lark.exceptions import (
+    UnexpectedCharacters,
+    UnexpectedEOF,
+    UnexpectedInput,
+    UnexpectedToken,
+)
 
 from bnnc.compiler.diagnostics import Diagnostic
 from bnnc.compiler.ir import Span
@@ -133,7 +137,9 @@ def _unexpected_character(
 ) -> Diagnostic:
     line, column = error.line, error.column
     char = text[error.pos_in_stream] if 0 <= error.pos_in_stream < len(text) else ""
-    span = Span(file=path, line=line, column=column, end_line=line, end_column=column + 1)
+    span = Span(
+        file=path, line=line, column=column, end_line=line, end_column=column + 1
+    )
     if char == '"':
         return Diagnostic(
             "BNN102",
@@ -170,7 +176,9 @@ def _unexpected_token(error: UnexpectedToken, text: str, path: str) -> Diagnosti
     hints: tuple[str, ...] = ()
     if token.type in _keyword_types() and "NAME" in _accepts(error):
         hints = (f"`{token}` is a reserved word; choose another name",)
-    elif token.type == "EQUAL" and text[token.start_pos - 1 : token.start_pos] == "=":
+    elif (
+        token.type == "EQUAL" and "==" in text[token.start_pos - 1 : token.end_pos + 1]
+    ):
         hints = ("there is no `==` in .bnn; `=` assigns",)
     return Diagnostic("BNN101", message, span, hints=hints)
 
@@ -178,9 +186,13 @@ def _unexpected_token(error: UnexpectedToken, text: str, path: str) -> Diagnosti
 def _unexpected_end(error: UnexpectedInput, text: str, path: str) -> Diagnostic:
     # Point just after the last token (Lark's $END borrows its position).
     line, column = _end_of_text(text)
-    span = Span(file=path, line=line, column=column, end_line=line, end_column=column + 1)
+    span = Span(
+        file=path, line=line, column=column, end_line=line, end_column=column + 1
+    )
     message = "unexpected end of file"
-    expected = _expected(error) if isinstance(error, UnexpectedToken | UnexpectedEOF) else ""
+    expected = (
+        _expected(error) if isinstance(error, UnexpectedToken | UnexpectedEOF) else ""
+    )
     if expected:
         message += f", expected {expected}"
     return Diagnostic("BNN103", message, span)
@@ -223,10 +235,10 @@ def _expected(error: UnexpectedInput) -> str:
     names = _accepts(error)
     items: list[str] = []
     operator = False
-    if _EXPRESSION_START <= names:
+    if names >= _EXPRESSION_START:
         items.append("an expression")
         names -= _EXPRESSION_START
-    elif _OPERATORS <= names:
+    elif names >= _OPERATORS:
         operator = True
         names -= _CONTINUATIONS
     literals = _literals()

@@ -79,8 +79,7 @@ def decode(path: str, raw: bytes) -> Source | ReadFailure:
             file=path, line=line, column=column, end_line=line, end_column=column + 1
         )
         message = (
-            f"`{path}` is not valid UTF-8 (byte 0x{body[start]:02x} "
-            f"at offset {start})"
+            f"`{path}` is not valid UTF-8 (byte 0x{body[start]:02x} at offset {start})"
         )
         diagnostic = Diagnostic("BNN002", message, span, file=path)
         return ReadFailure(diagnostic, body.decode("utf-8", "replace"))

@@ -101,9 +101,12 @@ def main(argv: list[str] | None = None) -> int:
     entropy_out = bnn.predictive_entropy(noise_probs).mean().item()
 
     print(f"\nDigitsCNN (Bayesian), {args.epochs} epochs in {seconds:.1f} s")
-    print(f"  test accuracy              {bnn.accuracy(probs, y_test).item():.4f}")
-    print(f"  test NLL                   {bnn.negative_log_likelihood(probs, y_test).item():.4f}")
-    print(f"  expected calibration error {bnn.expected_calibration_error(probs, y_test).item():.4f}")
+    accuracy = bnn.accuracy(probs, y_test).item()
+    nll = bnn.negative_log_likelihood(probs, y_test).item()
+    ece = bnn.expected_calibration_error(probs, y_test).item()
+    print(f"  test accuracy              {accuracy:.4f}")
+    print(f"  test NLL                   {nll:.4f}")
+    print(f"  expected calibration error {ece:.4f}")
     print(f"  predictive entropy, digits {entropy_in:.4f} nats")
     print(f"  predictive entropy, noise  {entropy_out:.4f} nats (max {np.log(10):.4f})")
     verdict = "less" if entropy_out > entropy_in else "NOT less"

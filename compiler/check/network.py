@@ -25,7 +25,7 @@ from bnnc.compiler.check.values import (
 from bnnc.compiler.diagnostics import DiagnosticSink, did_you_mean
 from bnnc.compiler.registry import REGISTRY, REQUIRED, Arg, Bound, Op, ShapeError
 from bnnc.compiler.symbolic import Size
-from bnnc.compiler.types import RecordType, TensorType, Unknown, ValueType
+from bnnc.compiler.types import RecordType, TensorType, ValueType
 
 if TYPE_CHECKING:
     from bnnc.compiler.check.program import Scope
@@ -124,7 +124,9 @@ class NetworkChecker:
             names.add(layer.name)
             if self.standalone and (reason := reserved_reason(layer.name)):
                 self.sink.error(
-                    "BNN209", f"`{layer.name}` cannot name a layer: {reason}", layer.span
+                    "BNN209",
+                    f"`{layer.name}` cannot name a layer: {reason}",
+                    layer.span,
                 )
             self.layers[layer.name] = self._declare_layer(layer)
 
@@ -132,7 +134,11 @@ class NetworkChecker:
         op = REGISTRY.get(layer.op)
         what = f"layer `{layer.name}` ({layer.op})"
         if op is not None and op.kind == "layer":
-            if self.standalone and not layer.bayesian and (layer.prior or layer.posterior):
+            if (
+                self.standalone
+                and not layer.bayesian
+                and (layer.prior or layer.posterior)
+            ):
                 self.sink.error(
                     "BNN306",
                     f"fixed layer `{layer.name}` cannot have a prior or posterior",
@@ -140,8 +146,14 @@ class NetworkChecker:
                     "remove `fixed` to make the layer Bayesian",
                 )
             values = bind_arguments(
-                what, op.args, layer.args, layer.kwargs, layer.span, self.evaluate,
-                self.sink, auto_allowed=lambda name: name in op.auto,
+                what,
+                op.args,
+                layer.args,
+                layer.kwargs,
+                layer.span,
+                self.evaluate,
+                self.sink,
+                auto_allowed=lambda name: name in op.auto,
             )
             state = _LayerState(layer, op, None, values)
             if values is not None and op.validate is not None:
@@ -159,11 +171,16 @@ class NetworkChecker:
                     layer.span,
                     f"set `prior default` / `fixed` inside network `{layer.op}`",
                 )
-            net, program = target
+            net = target[0]
             specs = [_param_arg(p) for p in net.params]
             values = bind_arguments(
-                f"network `{net.name}`", specs, layer.args, layer.kwargs, layer.span,
-                self.evaluate, self.sink,
+                f"network `{net.name}`",
+                specs,
+                layer.args,
+                layer.kwargs,
+                layer.span,
+                self.evaluate,
+                self.sink,
             )
             return _LayerState(layer, None, target, values)
         if op is not None:  # a functional op
@@ -393,8 +410,10 @@ class NetworkChecker:
             return None
         for arg in expr.args:
             self._expression(arg)
-        candidates = [*self.layers, *(o.name for o in REGISTRY.values()
-                                     if o.kind == "function")]
+        candidates = [
+            *self.layers,
+            *(o.name for o in REGISTRY.values() if o.kind == "function"),
+        ]
         self.sink.error(
             "BNN201",
             f"unknown layer or function `{func}`",
@@ -474,16 +493,18 @@ class NetworkChecker:
                 if previous is not None and previous != resolved:
                     self.sink.error(
                         "BNN402",
-                        f"layer `{state.layer.name}` is called with inputs of different "
-                        f"sizes ({previous} and {resolved}), so `{name}` = auto is "
-                        "ambiguous",
+                        f"layer `{state.layer.name}` is called with inputs of "
+                        f"different sizes ({previous} and {resolved}), so `{name}` = "
+                        "auto is ambiguous",
                         expr.span,
                     )
                     return None
                 state.auto[name] = resolved
                 values[name] = resolved
-        if state.auto and state.op.validate is not None and not self._validate(
-            state, values
+        if (
+            state.auto
+            and state.op.validate is not None
+            and not self._validate(state, values)
         ):
             return None
         return self._infer(state.op, values, inputs, expr)  # type: ignore[arg-type]
@@ -510,7 +531,9 @@ class NetworkChecker:
         if any(v is None for v in inputs):
             return None
         wanted = op.tensor_inputs
-        if (wanted is None and not inputs) or (wanted is not None and len(inputs) != wanted):
+        if (wanted is None and not inputs) or (
+            wanted is not None and len(inputs) != wanted
+        ):
             count = "one or more" if wanted is None else str(wanted)
             self.sink.error(
                 "BNN207",
@@ -532,7 +555,12 @@ class NetworkChecker:
                     )
                     return None
         values = bind_arguments(
-            f"`{op.name}`", op.args, rest, expr.kwargs, expr.span, self.evaluate,
+            f"`{op.name}`",
+            op.args,
+            rest,
+            expr.kwargs,
+            expr.span,
+            self.evaluate,
             self.sink,
         )
         if values is None:
@@ -571,8 +599,16 @@ class NetworkChecker:
         assert state.network is not None and state.values is not None
         net, program = state.network
         outputs = self.scope.instantiate(
-            net, program, state.values, self.evaluate.known_values, inputs,
-            expr, state.layer, self.network, self.stack, self.sink,
+            net,
+            program,
+            state.values,
+            self.evaluate.known_values,
+            inputs,
+            expr,
+            state.layer,
+            self.network,
+            self.stack,
+            self.sink,
         )
         if outputs is None:
             return None
@@ -617,8 +653,11 @@ class NetworkChecker:
                         "give the input a fixed size or write the size explicitly",
                     )
             if state.op is not None:
-                missing = [a for a, v in state.values.items() if v is AUTO
-                           and a not in state.auto]
+                missing = [
+                    a
+                    for a, v in state.values.items()
+                    if v is AUTO and a not in state.auto
+                ]
                 if missing and state.calls:
                     continue
             prior, posterior = self.scope.effective_distributions(
@@ -664,4 +703,3 @@ def _names_in(expr: ir.Expr) -> list[str]:
     if isinstance(expr, ir.Call):
         return [expr.func]
     return []
-

@@ -11,7 +11,12 @@ from bnnc.compiler.check.results import (
     NetworkInfo,
 )
 from bnnc.compiler.check.values import EvalError, Evaluator, Value, reserved_reason
-from bnnc.compiler.diagnostics import CompileError, DiagnosticSink, did_you_mean
+from bnnc.compiler.diagnostics import (
+    CompileError,
+    Diagnostic,
+    DiagnosticSink,
+    did_you_mean,
+)
 from bnnc.compiler.symbolic import Size
 from bnnc.compiler.types import TensorType, Unknown
 
@@ -39,7 +44,7 @@ class Scope:
             if imp.program is None:
                 self.sink.error(
                     "BNN003",
-                    f"import of \"{imp.path}\" was not loaded",
+                    f'import of "{imp.path}" was not loaded',
                     imp.span,
                     "load files with bnnc.dsl.load(), which resolves imports",
                 )
@@ -51,13 +56,15 @@ class Scope:
                 if found is None:
                     self.sink.error(
                         "BNN211",
-                        f"\"{imp.path}\" defines no network `{name}`",
+                        f'"{imp.path}" defines no network `{name}`',
                         span or imp.span,
                         *did_you_mean(name, [n.name for n in imp.program.networks]),
                     )
                 elif name in visible and visible[name][0] is not found:
                     self.sink.error(
-                        "BNN202", f"network `{name}` is imported twice", span or imp.span
+                        "BNN202",
+                        f"network `{name}` is imported twice",
+                        span or imp.span,
                     )
                 else:
                     visible[name] = (found, imp.program)
@@ -76,7 +83,9 @@ class Scope:
                 continue
             visible[network.name] = (network, program)
 
-    def lookup(self, program: ir.Program, name: str) -> tuple[ir.Network, ir.Program] | None:
+    def lookup(
+        self, program: ir.Program, name: str
+    ) -> tuple[ir.Network, ir.Program] | None:
         """The network ``name`` as seen from ``program``."""
         return self._visible.get(id(program), {}).get(name)
 
@@ -130,8 +139,10 @@ class Scope:
                         param.default.span or param.span,
                     )
                     default = Unknown(param.type)
-                elif given is None and isinstance(default, Size) and (
-                    default.constant is None
+                elif (
+                    given is None
+                    and isinstance(default, Size)
+                    and (default.constant is None)
                 ):
                     sink.error(
                         "BNN301",
@@ -161,7 +172,10 @@ class Scope:
         return params, known
 
     def input_types(
-        self, network: ir.Network, params: dict[str, Value], known: dict[str, int],
+        self,
+        network: ir.Network,
+        params: dict[str, Value],
+        known: dict[str, int],
         sink: DiagnosticSink,
     ) -> list[TensorType] | None:
         """Declared input types; names that are not parameters become symbols."""
@@ -241,8 +255,14 @@ class Scope:
         if bound is None:
             return None
         checker = NetworkChecker(
-            self, network, program, hinted, params=params, known_values=known,
-            info=None, stack=(*stack, network.name),
+            self,
+            network,
+            program,
+            hinted,
+            params=params,
+            known_values=known,
+            info=None,
+            stack=(*stack, network.name),
         )
         return checker.run(bound)
 
@@ -266,8 +286,11 @@ class Scope:
             else:
                 for w, g in zip(want.dims, got.dims, strict=True):
                     names = w.symbols() - param_names
-                    if len(w.terms) == 1 and w.terms[0][1] == 1 and len(names) == 1 and (
-                        w.symbols() == names
+                    if (
+                        len(w.terms) == 1
+                        and w.terms[0][1] == 1
+                        and len(names) == 1
+                        and (w.symbols() == names)
                     ):
                         symbol = next(iter(names))
                         if symbol in symbols and _differs(symbols[symbol], g, known):
@@ -334,14 +357,22 @@ def check_program(program: ir.Program) -> CheckedProgram:
         info = NetworkInfo(network=network, program=owner)
         _check_standalone(scope, network, owner, info, sink)
         networks[network.name] = info
-    if not program.networks and not program.imports:
-        sink.warning("BNN307", "the file defines no network", program.span)
+    if not program.networks:
+        sink.diagnostics.append(
+            Diagnostic(
+                "BNN307",
+                "the file defines no network",
+                program.span,
+                "warning",
+                file=program.source,
+            )
+        )
     errors = [d for d in sink.diagnostics if d.severity == "error"]
     if errors:
         raise CompileError(sink.diagnostics, {})
-    return CheckedProgram(program, networks, [
-        d for d in sink.diagnostics if d.severity == "warning"
-    ])
+    return CheckedProgram(
+        program, networks, [d for d in sink.diagnostics if d.severity == "warning"]
+    )
 
 
 def _check_standalone(
@@ -355,10 +386,14 @@ def _check_standalone(
     for param in network.params:
         if reason := reserved_reason(param.name):
             sink.error(
-                "BNN209", f"`{param.name}` cannot name a parameter: {reason}", param.span
+                "BNN209",
+                f"`{param.name}` cannot name a parameter: {reason}",
+                param.span,
             )
         if param.name in names:
-            sink.error("BNN202", f"parameter `{param.name}` is defined twice", param.span)
+            sink.error(
+                "BNN202", f"parameter `{param.name}` is defined twice", param.span
+            )
         names.add(param.name)
     for decl in network.inputs:
         if reason := reserved_reason(decl.name):
@@ -384,7 +419,13 @@ def _check_standalone(
     if inputs is None:
         return
     checker = NetworkChecker(
-        scope, network, program, sink, params=params, known_values=known, info=info,
+        scope,
+        network,
+        program,
+        sink,
+        params=params,
+        known_values=known,
+        info=info,
         stack=(network.name,),
     )
     checker.run(inputs)

@@ -64,6 +64,4 @@ class CheckedProgram:
 
     def main_networks(self) -> list[NetworkInfo]:
         """Networks defined in the program itself (not imported)."""
-        return [
-            info for info in self.networks.values() if info.program is self.program
-        ]
+        return [info for info in self.networks.values() if info.program is self.program]

@@ -107,7 +107,11 @@ class Evaluator:
         if isinstance(left, Size) and isinstance(right, Size) and op != "/":
             if op in ("//", "%") and self.known(right) == 0:
                 raise EvalError("BNN305", "division by zero", expr.span)
-            if op in ("//", "%") and right.constant is None and self.known(right) is None:
+            if (
+                op in ("//", "%")
+                and right.constant is None
+                and self.known(right) is None
+            ):
                 pass  # stays symbolic
             result = {
                 "+": lambda: left + right,
@@ -224,7 +228,9 @@ def bind_arguments(
         if spec.name not in given:
             if spec.required:
                 sink.error(
-                    "BNN205", f"{what} is missing argument `{spec.name}`", span,
+                    "BNN205",
+                    f"{what} is missing argument `{spec.name}`",
+                    span,
                     *((spec.doc,) if spec.doc else ()),
                 )
                 ok = False
@@ -323,9 +329,11 @@ def check_kind(
         number = evaluate.as_float(value) if not isinstance(value, bool) else None
         if isinstance(value, bool) or not isinstance(value, float | Size):
             return wrong("a number")
-        return (number if number is not None else Unknown("float")) if in_range(
-            number
-        ) else _INVALID
+        return (
+            (number if number is not None else Unknown("float"))
+            if in_range(number)
+            else _INVALID
+        )
     if kind == "bool":
         return value if isinstance(value, bool) else wrong("true or false")
     if kind == "dim":
@@ -365,29 +373,132 @@ def _kind_text(spec: Arg) -> str:
 # torch.nn.Module / flax.nnx.Module attributes. Spec names may not take them.
 GENERATED_NAMES = frozenset(
     {
-        "self", "torch", "F", "bnn", "jax", "jnp", "nnx", "np", "math", "typing",
-        "NamedTuple", "Tensor", "Array", "super", "annotations", "rngs",
-        "forward", "training", "train", "eval", "parameters", "buffers", "modules",
-        "children", "state_dict", "load_state_dict", "to", "cpu", "cuda", "float",
-        "double", "half", "apply", "zero_grad", "register_buffer",
-        "register_parameter", "register_module", "add_module", "named_modules",
-        "named_parameters", "named_buffers", "named_children", "requires_grad_",
-        "type", "share_memory", "extra_repr", "get_submodule", "get_parameter",
-        "get_buffer", "compile", "bfloat16", "ipu", "xpu", "mtia", "dump_patches",
-        "call_super_init", "iter_children", "iter_modules", "set_attributes",
-        "sow", "perturb", "split", "update", "kl_cost", "freeze", "unfreeze",
-        "is_bayesian", "frozen",
+        "self",
+        "torch",
+        "F",
+        "bnn",
+        "jax",
+        "jnp",
+        "nnx",
+        "np",
+        "math",
+        "typing",
+        "NamedTuple",
+        "Tensor",
+        "Array",
+        "super",
+        "annotations",
+        "rngs",
+        "forward",
+        "training",
+        "train",
+        "eval",
+        "parameters",
+        "buffers",
+        "modules",
+        "children",
+        "state_dict",
+        "load_state_dict",
+        "to",
+        "cpu",
+        "cuda",
+        "float",
+        "double",
+        "half",
+        "apply",
+        "zero_grad",
+        "register_buffer",
+        "register_parameter",
+        "register_module",
+        "add_module",
+        "named_modules",
+        "named_parameters",
+        "named_buffers",
+        "named_children",
+        "requires_grad_",
+        "type",
+        "share_memory",
+        "extra_repr",
+        "get_submodule",
+        "get_parameter",
+        "get_buffer",
+        "compile",
+        "bfloat16",
+        "ipu",
+        "xpu",
+        "mtia",
+        "dump_patches",
+        "call_super_init",
+        "iter_children",
+        "iter_modules",
+        "set_attributes",
+        "sow",
+        "perturb",
+        "split",
+        "update",
+        "kl_cost",
+        "freeze",
+        "unfreeze",
+        "is_bayesian",
+        "frozen",
     }
 )
 PYTHON_BUILTINS = frozenset(
     {
-        "print", "len", "range", "int", "str", "bool", "list", "dict", "set",
-        "tuple", "object", "isinstance", "getattr", "setattr", "hasattr", "id",
-        "min", "max", "sum", "abs", "input", "open", "exec", "eval", "compile",
-        "globals", "locals", "vars", "dir", "iter", "next", "map", "filter", "zip",
-        "enumerate", "sorted", "reversed", "any", "all", "hash", "repr", "format",
-        "type", "super", "property", "staticmethod", "classmethod", "Exception",
-        "ValueError", "TypeError", "None", "True", "False", "__import__",
+        "print",
+        "len",
+        "range",
+        "int",
+        "str",
+        "bool",
+        "list",
+        "dict",
+        "set",
+        "tuple",
+        "object",
+        "isinstance",
+        "getattr",
+        "setattr",
+        "hasattr",
+        "id",
+        "min",
+        "max",
+        "sum",
+        "abs",
+        "input",
+        "open",
+        "exec",
+        "eval",
+        "compile",
+        "globals",
+        "locals",
+        "vars",
+        "dir",
+        "iter",
+        "next",
+        "map",
+        "filter",
+        "zip",
+        "enumerate",
+        "sorted",
+        "reversed",
+        "any",
+        "all",
+        "hash",
+        "repr",
+        "format",
+        "type",
+        "super",
+        "property",
+        "staticmethod",
+        "classmethod",
+        "Exception",
+        "ValueError",
+        "TypeError",
+        "None",
+        "True",
+        "False",
+        "__import__",
     }
 )
 

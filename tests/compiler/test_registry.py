@@ -16,7 +16,9 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.parametrize("backend", sorted(BACKENDS))
 def test_every_op_has_an_emitter(backend: str) -> None:
     generator = BACKENDS[backend]
-    missing = [op.name for op in functions() if op.name not in generator.function_emitters]
+    missing = [
+        op.name for op in functions() if op.name not in generator.function_emitters
+    ]
     missing += [op.name for op in layers() if op.name not in generator.layer_classes]
     assert not missing, f"{backend} backend lacks emitters for {missing}"
     extra = set(generator.function_emitters) - {op.name for op in functions()}
@@ -48,8 +50,12 @@ def test_language_reference_lists_every_op() -> None:
     text = (ROOT / "docs" / "language.md").read_text(encoding="utf-8")
     generated = subprocess.run(
         [sys.executable, str(ROOT / "docs" / "gen_ops_table.py")],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.strip()
-    assert generated in text, "docs/language.md ops table is stale: rerun gen_ops_table.py"
+    assert generated in text, (
+        "docs/language.md ops table is stale: rerun gen_ops_table.py"
+    )
     for op in REGISTRY.values():
         assert f"`{op.name}`" in text

@@ -9,7 +9,7 @@ H = Size.of("H")
 
 
 def test_products_are_normalised() -> None:
-    assert W * 2 * 2 * 2 == Size.of(8) * W
+    assert Size.of(8) * W == W * 2 * 2 * 2
     assert render(W * 2 * 2 * 2) == "8 * width"
     assert (W + W) == W * 2
     assert (W - W).constant == 0

@@ -48,9 +48,10 @@ network DigitsCNN(classes: int = 10, width: int = 8, rate: float = 0.1) {
     input ids: Tensor[B, T, dtype=int64]
 
     layers {
-        conv1 = fixed Conv2d(1, width, kernel_size=3, padding=1)    # deterministic layer
+        conv1 = fixed Conv2d(1, width, kernel_size=3, padding=1)  # deterministic layer
         conv2 = Conv2d(width, 2 * width, kernel_size=(3, 3), padding=1)  # Bayesian
-        head  = Linear(auto, classes, prior=Gaussian(std=1.0), posterior=Gaussian(rho_init=-5.0))
+        head  = Linear(auto, classes, prior=Gaussian(std=1.0),
+                       posterior=Gaussian(rho_init=-5.0))
         block = ResBlock(channels=16)          # another network used as a layer
     }
 
@@ -231,7 +232,7 @@ def test_spans_of_layer_call_and_keyword():
     first = net.body[0]
     assert isinstance(first, Assign)
     pool = first.value
-    assert (pool.span.line, pool.span.column, pool.span.end_column) == (22, 13, 46)
+    assert (pool.span.line, pool.span.column, pool.span.end_column) == (23, 13, 46)
     conv1_call = pool.args[0].args[0]
     assert conv1_call.func == "conv1"
     assert (conv1_call.span.column, conv1_call.span.end_column) == (29, 41)
@@ -479,7 +480,7 @@ def test_fixed_and_prior_keyword_arguments_in_layers(plain):
 
 def test_parse_file_sets_source_and_hash(tmp_path):
     path = tmp_path / "m.bnn"
-    data = "network M {}\n".encode()
+    data = b"network M {}\n"
     path.write_bytes(data)
     program = dsl.parse_file(path)
     assert program.source == str(path)

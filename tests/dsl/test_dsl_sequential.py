@@ -48,9 +48,13 @@ def test_mlp_desugars_to_ordinary_network(plain):
         ],
         inputs=[Input(name="x", dims=[Name(id="B"), Name(id="d_in")])],
         layers=[
-            Layer(name="linear_1", op="Linear", args=[Name(id="d_in"), Name(id="hidden")]),
             Layer(
-                name="linear_2", op="Linear", args=[Name(id="hidden"), Name(id="hidden")]
+                name="linear_1", op="Linear", args=[Name(id="d_in"), Name(id="hidden")]
+            ),
+            Layer(
+                name="linear_2",
+                op="Linear",
+                args=[Name(id="hidden"), Name(id="hidden")],
             ),
             Layer(
                 name="linear_3",
