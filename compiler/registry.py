@@ -203,12 +203,15 @@ def same_size(bound: Bound, a: Size, b: Size) -> bool | None:
     return ka == kb
 
 
-def expect_size(bound: Bound, actual: Size, expected: Size, message: str) -> None:
+def expect_size(
+    bound: Bound, actual: Size, expected: Size, message: str, *hints: str
+) -> None:
     """Fail when two sizes are known to differ."""
     if same_size(bound, actual, expected) is False:
         raise ShapeError(
             "BNN402",
             f"{message}: expected {_show(bound, expected)}, got {_show(bound, actual)}",
+            *hints,
         )
 
 
@@ -270,7 +273,13 @@ def _linear_infer(bound: Bound, inputs: Sequence[TensorType]) -> TensorType:
     (x,) = inputs
     expect_min_rank(x, 1, "Linear")
     expect_float(x, "Linear")
-    expect_size(bound, x.dims[-1], bound.size("input_size"), "Linear input features")
+    expect_size(
+        bound,
+        x.dims[-1],
+        bound.size("input_size"),
+        "Linear input features",
+        "write `auto` as input_size to infer it from the input",
+    )
     return x.with_dims((*x.dims[:-1], bound.size("output_size")))
 
 
@@ -328,7 +337,13 @@ def _conv_infer(spatial: int) -> Infer:
         (x,) = inputs
         expect_rank(x, [spatial + 2], what, layout)
         expect_float(x, what)
-        expect_size(bound, x.dims[1], bound.size("input_channels"), f"{what} channels")
+        expect_size(
+            bound,
+            x.dims[1],
+            bound.size("input_channels"),
+            f"{what} input channels",
+            "write `auto` as input_channels to infer it from the input",
+        )
         if spatial == 1:
             params = [
                 (

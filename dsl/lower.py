@@ -154,6 +154,7 @@ class Lowering:
         self.path = path
         self.sink = sink
         self.comments = scan_comments(text)
+        self.lines = text.split("\n")
         self.keywords = keywords()
 
     # --- positions ------------------------------------------------------------------
@@ -297,6 +298,8 @@ class Lowering:
         """The comment lines directly above the ``network`` keyword."""
         lines: list[str] = []
         line = tree.meta.line - 1
+        if self.lines[line][: tree.meta.column - 1].strip():
+            return None  # `network` is not the first thing on its line
         while line in self.comments and self.comments[line].whole_line:
             text = self.comments[line].text
             lines.append(text[1:] if text.startswith(" ") else text)

@@ -410,15 +410,16 @@ class NetworkChecker:
             return None
         for arg in expr.args:
             self._expression(arg)
-        candidates = [
-            *self.layers,
-            *(o.name for o in REGISTRY.values() if o.kind == "function"),
-        ]
+        functions = [o.name for o in REGISTRY.values() if o.kind == "function"]
+        hints = did_you_mean(func, [*self.layers, *functions])
+        for layer in self.layers:
+            if hints and f"`{layer}`" in hints[0]:
+                self.layers[layer].calls += 1  # a typo is not also "unused layer"
         self.sink.error(
             "BNN201",
             f"unknown layer or function `{func}`",
-            expr.span,
-            *did_you_mean(func, candidates),
+            name_span(expr.span, func),
+            *hints,
         )
         return None
 
@@ -507,7 +508,13 @@ class NetworkChecker:
             and not self._validate(state, values)
         ):
             return None
-        return self._infer(state.op, values, inputs, expr)  # type: ignore[arg-type]
+        return self._infer(
+            state.op,
+            values,
+            inputs,
+            expr,
+            f"layer `{state.layer.name}`: ",  # type: ignore[arg-type]
+        )
 
     def _infer(
         self,
@@ -515,11 +522,12 @@ class NetworkChecker:
         values: dict[str, Value],
         inputs: Sequence[TensorType],
         expr: ir.Expr,
+        who: str = "",
     ) -> TensorType | None:
         try:
             return op.infer(Bound(values, self.evaluate.known_values), inputs)
         except ShapeError as error:
-            self.sink.error(error.code, error.message, expr.span, *error.hints)
+            self.sink.error(error.code, who + error.message, expr.span, *error.hints)
             return None
 
     def _function_call(self, op: Op, expr: ir.Call) -> ValueType | None:
@@ -703,3 +711,12 @@ def _names_in(expr: ir.Expr) -> list[str]:
     if isinstance(expr, ir.Call):
         return [expr.func]
     return []
+
+
+def name_span(span: ir.Span | None, name: str) -> ir.Span | None:
+    """The span of ``name`` at the start of ``span`` (a call's callee)."""
+    if span is None:
+        return None
+    return span.model_copy(
+        update={"end_line": span.line, "end_column": span.column + len(name)}
+    )

@@ -288,6 +288,8 @@ def test_docstrings_and_trailing_comments():
         "network C {}\n"
         '# "not a string" \n'
         "network D {}\n"
+        "# only for E\n"
+        "network E {} network F {}\n"
     )
     nets = dsl.parse(text).networks
     assert nets[0].doc == "  indented text keeps extra spaces\nno space"
@@ -299,6 +301,7 @@ def test_docstrings_and_trailing_comments():
     assert nets[1].doc is None
     assert nets[2].doc is None  # the comment above is on a code line
     assert nets[3].doc == '"not a string"'
+    assert nets[4].doc == "only for E" and nets[5].doc is None
 
 
 def test_hash_inside_string_is_not_a_comment():
