@@ -93,11 +93,12 @@ def parse_tree(text: str, path: str) -> tuple[Tree | None, list[Diagnostic]]:
             break
         start_line = later[0]
         offset = _line_offset(text, start_line)
+        rest = "\n" * (start_line - 1) + text[offset:]  # keeps lines and columns
         try:
-            parser().parse("\n" * (start_line - 1) + text[offset:])
+            parser().parse(rest)
         except UnexpectedInput as again:
             error = again
-            diagnostics.append(_diagnose(again, text, path))
+            diagnostics.append(_diagnose(again, rest, path))
         else:
             break
     return None, diagnostics

@@ -7,7 +7,7 @@ from abc import ABC, abstractmethod
 from typing import Any
 
 import torch
-import torch.nn.functional as F  # noqa: N812 (torch convention)
+import torch.nn.functional as F
 
 __all__ = ["DistributionModule", "GaussianDistribution"]
 

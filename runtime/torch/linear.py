@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F  # noqa: N812 (torch convention)
+import torch.nn.functional as F
 
 from .base import BayesianModule, FixedModule
 from .distributions import DistributionModule

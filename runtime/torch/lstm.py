@@ -6,7 +6,7 @@ import math
 from typing import Any
 
 import torch
-import torch.nn.functional as F  # noqa: N812 (torch convention)
+import torch.nn.functional as F
 
 from .base import BayesianModule, FixedModule
 from .embedding import Embedding, FixedEmbedding

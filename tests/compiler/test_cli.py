@@ -49,9 +49,8 @@ def test_check_reports_errors_with_exit_1(tmp_path: Path) -> None:
     )
     result = bnnc("check", str(bad), str(DIGITS))
     assert result.returncode == 1
-    assert f"{bad}:4:22: error[BNN402]: Linear input features: expected 5, got 4" in (
-        result.stderr
-    )
+    headline = f"{bad}:4:22: error[BNN402]: layer `f`: Linear input features"
+    assert f"{headline}: expected 5, got 4" in result.stderr
     assert "4 |     forward { return f(x) }" in result.stderr
     assert "bnnc: 1 error" in result.stderr
     assert "Traceback" not in result.stderr

@@ -6,8 +6,9 @@ import math
 
 import pytest
 import torch
-from bnnc.runtime.torch import DistributionModule, GaussianDistribution
 from torch.distributions import Normal, kl_divergence
+
+from bnnc.runtime.torch import DistributionModule, GaussianDistribution
 
 
 def _set(dist: GaussianDistribution, mu: float, sigma: float) -> None:

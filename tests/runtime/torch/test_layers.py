@@ -8,7 +8,8 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
+
 from bnnc.runtime.torch import (
     LSTM,
     BayesianModule,

@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+
 from bnnc.runtime.torch import (
     accuracy,
     expected_calibration_error,
