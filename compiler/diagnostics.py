@@ -114,7 +114,9 @@ class Diagnostic:
 
 
 def _excerpt(source: str, span: Span) -> list[str]:
-    text_lines = source.splitlines()
+    # Only "\n" ends a line for the parser; splitlines() would also split on
+    # form feeds or U+2028 and put the caret on the wrong line.
+    text_lines = [line.removesuffix("\r") for line in source.split("\n")]
     if not 1 <= span.line <= len(text_lines):
         return []
     text = text_lines[span.line - 1].replace("\t", " ")
