@@ -563,9 +563,13 @@ class Lowering:
                 )
                 ok = False
                 continue
+            reported = len(self.sink.diagnostics)
             number = self.number(value_tree)
             if number is None:
                 self.error("BNN105", f"`{key}` must be a number literal", value_tree)
+                ok = False
+                continue
+            if len(self.sink.diagnostics) > reported:  # e.g. an out-of-range literal
                 ok = False
                 continue
             if key in params:
