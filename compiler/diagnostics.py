@@ -50,7 +50,6 @@ CODES: dict[str, str] = {
     "BNN210": "unused name",
     "BNN211": "imported name not found",
     "BNN212": "network instantiates itself (cycle)",
-    "BNN213": "layer is called more than once or never",
     # 3xx: types and argument values
     "BNN301": "wrong argument type",
     "BNN302": "argument out of range",
@@ -139,7 +138,7 @@ class CompileError(Exception):
     """Raised when input has errors; carries every diagnostic found."""
 
     def __init__(self, diagnostics: Sequence[Diagnostic], sources: dict[str, str]):
-        self.diagnostics = list(diagnostics)
+        self.diagnostics = sort(diagnostics)
         self.sources = dict(sources)
         super().__init__(self.render())
 

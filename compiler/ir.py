@@ -138,6 +138,15 @@ class Tuple(_Located):
     items: list[Expr]
 
 
+class Attribute(_Located):
+    """``value.name``: one named output of a sub-network's result."""
+
+    kind: Literal["attribute"] = "attribute"
+    value: Expr
+    name: str
+    name_span: Span | None = None
+
+
 class Keyword(_Located):
     """A keyword argument ``name=value``."""
 
@@ -155,7 +164,18 @@ class Call(_Located):
 
 
 Expr = Annotated[
-    Int | Float | Bool | Str | NoneLit | Auto | Name | Neg | BinOp | Tuple | Call,
+    Int
+    | Float
+    | Bool
+    | Str
+    | NoneLit
+    | Auto
+    | Name
+    | Neg
+    | BinOp
+    | Tuple
+    | Attribute
+    | Call,
     Field(discriminator="kind"),
 ]
 
@@ -279,7 +299,7 @@ class Program(_Located):
         return next((n for n in self.networks if n.name == name), None)
 
 
-for _model in (Neg, BinOp, Tuple, Keyword, Call, Import, Program):
+for _model in (Neg, BinOp, Tuple, Attribute, Keyword, Call, Import, Program):
     _model.model_rebuild()
 
 
@@ -318,7 +338,12 @@ def without_locations(program: Program) -> Program:
 
 def _strip(value: Any) -> Any:
     if isinstance(value, dict):
-        cleared = {"span": None, "source": None, "source_sha256": None}
+        cleared = {
+            "span": None,
+            "name_span": None,
+            "source": None,
+            "source_sha256": None,
+        }
         return {
             key: cleared[key]
             if key in cleared

@@ -178,7 +178,7 @@ def expect_float(x: TensorType, what: str) -> None:
     if not x.is_float:
         raise ShapeError(
             "BNN309",
-            f"{what} expects a float tensor, got {x.dtype} {x.describe()}",
+            f"{what} expects a float tensor, got {x.dtype} {x.shape_text()}",
             "token indices go through an Embedding or LSTM layer first",
         )
 
@@ -188,8 +188,8 @@ def expect_int(x: TensorType, what: str) -> None:
     if x.is_float or x.dtype == "bool":
         raise ShapeError(
             "BNN309",
-            f"{what} expects integer token indices, got {x.dtype} {x.describe()}",
-            "declare the input as `Tensor[B, T, dtype=int64]`",
+            f"{what} expects integer token indices, got {x.dtype} {x.shape_text()}",
+            "declare token inputs as `Tensor[B, T, dtype=int64]`",
         )
 
 

@@ -33,9 +33,12 @@ class TensorType:
 
     def describe(self) -> str:
         """``[B, 16, 4, 4]`` (with ``: int64`` for non-float tensors)."""
-        dims = ", ".join(str(d) for d in self.dims)
         suffix = "" if self.dtype == "float32" else f": {self.dtype}"
-        return f"[{dims}]{suffix}"
+        return f"{self.shape_text()}{suffix}"
+
+    def shape_text(self) -> str:
+        """``[B, 16, 4, 4]``."""
+        return f"[{', '.join(str(d) for d in self.dims)}]"
 
 
 @dataclass(frozen=True)

@@ -668,13 +668,11 @@ class Lowering:
             return ir.Tuple(span=span, items=[self.expr(c) for c in _trees(children)])
         if kind == "getattr":
             target, attr = children
-            return ir.Call(
+            return ir.Attribute(
                 span=span,
-                func="getattr",
-                args=[
-                    self.expr(target),
-                    ir.Str(span=self.span(attr), value=self.ident(attr)),
-                ],
+                value=self.expr(target),
+                name=self.ident(attr),
+                name_span=self.span(attr),
             )
         assert kind == "call", kind
         arguments = self.arguments(children[1:], layer=False)

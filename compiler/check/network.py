@@ -76,7 +76,16 @@ class NetworkChecker:
         self.program = program
         self.sink = sink
         self.params = params
-        self.evaluate = Evaluator(params, known_values)
+        runtime_dims = {
+            name: decl.name
+            for decl in reversed(network.inputs)
+            for dim in decl.dims
+            for name in _names_in(dim)
+            if name not in params
+        }
+        self.evaluate = Evaluator(
+            params, known_values, runtime_dims=runtime_dims, network=network.name
+        )
         self.info = info  # filled only in standalone mode
         self.stack = stack
         self.layers: dict[str, _LayerState] = {}
@@ -283,6 +292,16 @@ class NetworkChecker:
                         f"`{output.name}` cannot name an output: {reason}",
                         output.span,
                     )
+            if isinstance(output.value, ir.Tuple) and output.name is None:
+                self._touch(output.value)
+                self.sink.error(
+                    "BNN301",
+                    "a network returns one tensor or named outputs, not a tuple",
+                    output.value.span,
+                    "name each output, e.g. `return (mean=..., scale=...)`",
+                )
+                ok = False
+                continue
             value = self._tensor_expression(output.value)
             if value is None:
                 ok = False
@@ -324,6 +343,21 @@ class NetworkChecker:
             return self._call(expr)
         if isinstance(expr, ir.BinOp):
             return self._binop(expr)
+        if isinstance(expr, ir.Attribute):
+            return self._attribute(expr)
+        if isinstance(expr, ir.Neg | ir.Tuple) and self._mentions_tensors(expr):
+            self._touch(expr)
+            self.sink.error(
+                "BNN301",
+                "`-` (negation) is not defined for tensors"
+                if isinstance(expr, ir.Neg)
+                else "tuples of tensors are not values",
+                expr.span,
+                "tensors support `+` (elementwise add); other arithmetic is for sizes"
+                if isinstance(expr, ir.Neg)
+                else "pass tensors to a function such as `concat(a, b)`",
+            )
+            return None
         try:
             return self.evaluate(expr)
         except EvalError as error:
@@ -392,14 +426,25 @@ class NetworkChecker:
 
     def _call(self, expr: ir.Call) -> ValueType | Value | None:
         func = expr.func
-        if func == "getattr":
-            return self._attribute(expr)
+        if func in self.env or func in self._failed:
+            self.uses[func] = self.uses.get(func, 0) + 1
+            self._touch(expr, include_callee=False)
+            if func in self.env:
+                self.sink.error(
+                    "BNN203",
+                    f"`{func}` is a value, not a layer or function",
+                    name_span(expr.span, func),
+                    "only layers declared in `layers { }` and functional ops such as "
+                    "`relu` can be called",
+                )
+            return None
         if func in self.layers:
             return self._layer_call(self.layers[func], expr)
         op = REGISTRY.get(func)
         if op is not None and op.kind == "function":
             return self._function_call(op, expr)
         if op is not None or self.scope.lookup(self.program, func) is not None:
+            self._touch(expr, include_callee=False)
             self.sink.error(
                 "BNN203",
                 f"`{func}` is a layer type; declare it in `layers {{ }}` and call it "
@@ -412,6 +457,8 @@ class NetworkChecker:
             self._expression(arg)
         functions = [o.name for o in REGISTRY.values() if o.kind == "function"]
         hints = did_you_mean(func, [*self.layers, *functions])
+        if func == "getattr" and expr.args:
+            hints = ("pick a named output with `.`, e.g. `enc(x).mean`",)
         for layer in self.layers:
             if hints and f"`{layer}`" in hints[0]:
                 self.layers[layer].calls += 1  # a typo is not also "unused layer"
@@ -423,25 +470,24 @@ class NetworkChecker:
         )
         return None
 
-    def _attribute(self, expr: ir.Call) -> ValueType | None:
-        target = self._expression(expr.args[0])
-        field_name = expr.args[1].value if isinstance(expr.args[1], ir.Str) else ""
+    def _attribute(self, expr: ir.Attribute) -> ValueType | None:
+        target = self._expression(expr.value)
         if target is None:
             return None
         if not isinstance(target, RecordType):
             self.sink.error(
                 "BNN301",
-                f"`.{field_name}` needs a network's named outputs",
-                expr.span,
+                f"`.{expr.name}` needs a network's named outputs",
+                expr.name_span or expr.span,
             )
             return None
-        found = target.field(field_name)
+        found = target.field(expr.name)
         if found is None:
             self.sink.error(
                 "BNN201",
-                f"network `{target.network}` has no output `{field_name}`",
-                expr.span,
-                *did_you_mean(field_name, [n for n, _ in target.fields]),
+                f"network `{target.network}` has no output `{expr.name}`",
+                expr.name_span or expr.span,
+                *did_you_mean(expr.name, [n for n, _ in target.fields]),
             )
         return found
 
@@ -464,6 +510,7 @@ class NetworkChecker:
     def _layer_call(self, state: _LayerState, expr: ir.Call) -> ValueType | None:
         state.calls += 1
         if expr.kwargs:
+            self._touch(expr, include_callee=False)
             self.sink.error(
                 "BNN204",
                 f"layer `{state.layer.name}` takes only tensors, no keyword arguments",
@@ -489,7 +536,10 @@ class NetworkChecker:
         values = dict(state.values)
         for name, rule in state.op.auto.items():
             if values.get(name) is AUTO:
-                resolved = rule(inputs)  # type: ignore[arg-type]
+                try:
+                    resolved = rule(inputs)  # type: ignore[arg-type]
+                except IndexError:  # too few dims: the shape rule says so below
+                    continue
                 previous = state.auto.get(name)
                 if previous is not None and previous != resolved:
                     self.sink.error(
@@ -537,6 +587,17 @@ class NetworkChecker:
             tensor_exprs.append(rest.pop(0))
         inputs = [self._expression(e) for e in tensor_exprs]
         if any(v is None for v in inputs):
+            # Still check the options: their errors are independent of the inputs.
+            if not any(self._mentions_tensors(a) for a in rest):
+                bind_arguments(
+                    f"`{op.name}`",
+                    op.args,
+                    rest,
+                    expr.kwargs,
+                    expr.span,
+                    self.evaluate,
+                    self.sink,
+                )
             return None
         wanted = op.tensor_inputs
         if (wanted is None and not inputs) or (
@@ -554,6 +615,7 @@ class NetworkChecker:
                 if name in self.params:
                     self._use_param(name)
                 elif name in self.env or name in self.layers:
+                    self._touch(expr, include_callee=False)
                     self.sink.error(
                         "BNN301",
                         f"`{op.name}` options are compile-time values; `{name}` is a "
@@ -623,6 +685,31 @@ class NetworkChecker:
         if len(outputs) == 1 and outputs[0][0] is None:
             return outputs[0][1]
         return RecordType(net.name, tuple((n or "", t) for n, t in outputs))  # type: ignore[misc]
+
+    def _mentions_tensors(self, expr: ir.Expr) -> bool:
+        """Whether ``expr`` refers to a tensor value or calls a layer/function."""
+        return any(
+            name in self.env
+            or name in self._failed
+            or name in self.layers
+            or (name in REGISTRY and name not in self.params)
+            for name in _names_in(expr)
+        )
+
+    def _touch(self, expr: ir.Expr, *, include_callee: bool = True) -> None:
+        """Count the names in ``expr`` as used without checking it.
+
+        Used where an expression is rejected as a whole, so that the values
+        and layers it mentions are not also reported as unused.
+        """
+        names = _names_in(expr)
+        if not include_callee and isinstance(expr, ir.Call):
+            names = names[1:]  # the callee comes first
+        for name in names:
+            if name in self.layers:
+                self.layers[name].calls += 1
+            elif name in self.env or name in self._failed:
+                self.uses[name] = self.uses.get(name, 0) + 1
 
     # ------------------------------------------------------------------------------
     def _report_unused(self) -> None:
@@ -700,16 +787,20 @@ def _arg_span(layer: ir.Layer, op: Op | None, arg: str | None) -> ir.Span | None
 
 
 def _names_in(expr: ir.Expr) -> list[str]:
+    """Every name an expression mentions, callees included."""
     if isinstance(expr, ir.Name):
         return [expr.id]
     if isinstance(expr, ir.BinOp):
         return _names_in(expr.left) + _names_in(expr.right)
     if isinstance(expr, ir.Neg):
         return _names_in(expr.operand)
+    if isinstance(expr, ir.Attribute):
+        return _names_in(expr.value)
     if isinstance(expr, ir.Tuple):
         return [n for item in expr.items for n in _names_in(item)]
     if isinstance(expr, ir.Call):
-        return [expr.func]
+        inner = [*expr.args, *(kw.value for kw in expr.kwargs)]
+        return [expr.func, *(n for arg in inner for n in _names_in(arg))]
     return []
 
 

@@ -275,34 +275,33 @@ class Scope:
         call: ir.Call,
         sink: DiagnosticSink,
     ) -> list[TensorType] | None:
-        symbols: dict[str, Size] = {}
+        # Symbolic dims of the declared inputs bind to the caller's sizes; a
+        # symbol shared by several inputs must get the same size each time.
+        symbols: dict[str, tuple[Size, str]] = {}
         param_names = {p.name for p in network.params}
         for decl, want, got in zip(network.inputs, declared, actual, strict=True):
-            problem = None
-            if want.rank != got.rank:
-                problem = f"{want.rank}-d"
-            elif want.is_float != got.is_float:
-                problem = want.dtype
-            else:
-                for w, g in zip(want.dims, got.dims, strict=True):
-                    names = w.symbols() - param_names
-                    if (
-                        len(w.terms) == 1
-                        and w.terms[0][1] == 1
-                        and len(names) == 1
-                        and (w.symbols() == names)
-                    ):
-                        symbol = next(iter(names))
-                        if symbol in symbols and _differs(symbols[symbol], g, known):
-                            problem = f"{symbol} = {symbols[symbol]}"
-                        symbols.setdefault(symbol, g)
-                    elif _differs(w.substitute(symbols), g, known):
-                        problem = want.describe()
-            if problem is not None:
+            detail = ""
+            ok = want.rank == got.rank and want.is_float == got.is_float
+            for w, g in zip(want.dims, got.dims, strict=False):
+                if not ok:
+                    break
+                names = w.symbols() - param_names
+                if w == Size.of(next(iter(names))) if len(names) == 1 else False:
+                    symbol = next(iter(names))
+                    if symbol not in symbols:
+                        symbols[symbol] = (g, decl.name)
+                    elif _differs(symbols[symbol][0], g, known):
+                        size, source = symbols[symbol]
+                        detail = f" with {symbol} = {size} (from input `{source}`)"
+                        ok = False
+                else:
+                    bound = {name: size for name, (size, _) in symbols.items()}
+                    ok = not _differs(w.substitute(bound), g, known)
+            if not ok:
                 sink.error(
                     "BNN402",
                     f"input `{decl.name}` of network `{network.name}` expects "
-                    f"{want.describe()}, got {got.describe()}",
+                    f"{want.describe()}{detail}, got {got.describe()}",
                     call.span,
                 )
                 return None

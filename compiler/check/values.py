@@ -5,7 +5,7 @@ from __future__ import annotations
 import keyword
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bnnc.compiler import ir
 from bnnc.compiler.diagnostics import DiagnosticSink, did_you_mean
@@ -35,6 +35,9 @@ class Evaluator:
 
     params: Mapping[str, Value]
     known_values: Mapping[str, int]
+    # Symbolic input dims (name -> input), for a precise message when used.
+    runtime_dims: Mapping[str, str] = field(default_factory=dict)
+    network: str = ""
 
     def __call__(self, expr: ir.Expr, *, allow_auto: bool = False) -> Value:
         return self.evaluate(expr, allow_auto=allow_auto)
@@ -71,6 +74,15 @@ class Evaluator:
         if isinstance(expr, ir.Name):
             if expr.id in self.params:
                 return self.params[expr.id]
+            if expr.id in self.runtime_dims:
+                raise EvalError(
+                    "BNN301",
+                    f"`{expr.id}` is a run-time dimension of input "
+                    f"`{self.runtime_dims[expr.id]}`, not a compile-time value",
+                    expr.span,
+                    "to size layers with it, make it a parameter: "
+                    f"`network {self.network or 'Net'}({expr.id}: int)`",
+                )
             raise EvalError(
                 "BNN201",
                 f"unknown name `{expr.id}` in a compile-time argument",
@@ -207,13 +219,16 @@ def bind_arguments(
         ok = False
     for spec, expr in zip(specs, args, strict=False):
         given[spec.name] = (expr, expr.span)
+    suggested: set[str] = set()  # args an unknown keyword was probably meant as
     for kw in kwargs:
         if kw.name not in names:
+            hints = did_you_mean(kw.name, names)
+            suggested.update(n for n in names if hints and f"`{n}`" in hints[0])
             sink.error(
                 "BNN204",
                 f"{what} has no argument `{kw.name}`",
                 kw.span or span,
-                *(did_you_mean(kw.name, names) or (f"arguments: {', '.join(names)}",)),
+                *(hints or (f"arguments: {', '.join(names)}",)),
             )
             ok = False
         elif kw.name in given:
@@ -226,12 +241,12 @@ def bind_arguments(
     values: dict[str, Value] = {}
     for spec in specs:
         if spec.name not in given:
-            if spec.required:
+            if spec.required and spec.name not in suggested:
                 sink.error(
                     "BNN205",
                     f"{what} is missing argument `{spec.name}`",
                     span,
-                    *((spec.doc,) if spec.doc else ()),
+                    f"arguments: {_signature(specs)}",
                 )
                 ok = False
             else:
@@ -244,6 +259,21 @@ def bind_arguments(
             sink.error(error.code, error.message, error.span or where, *error.hints)
             ok = False
             continue
+        if (
+            isinstance(value, float)
+            and spec.kind in ("size", "int", "int_or_pair", "dim", "shape")
+            and isinstance(expr, ir.BinOp)
+            and expr.op == "/"
+        ):
+            sink.error(
+                "BNN305",
+                f"argument `{spec.name}` of {what} must be an int, but `/` gives a "
+                "float",
+                where,
+                "use `//` for integer division",
+            )
+            ok = False
+            continue
         checked = check_kind(what, spec, value, where, evaluate, sink)
         if checked is _INVALID:
             ok = False
@@ -253,6 +283,17 @@ def bind_arguments(
 
 
 _INVALID = object()
+
+
+def _signature(specs: Sequence[Arg]) -> str:
+    return ", ".join(
+        spec.name
+        if spec.required
+        else f"{spec.name}={spec.default!r}".replace("None", "none")
+        .replace("True", "true")
+        .replace("False", "false")
+        for spec in specs
+    )
 
 
 def _default_value(spec: Arg) -> Value:

@@ -34,25 +34,7 @@ CASES = HERE / "cases"
 
 # Cases whose .expected is the output bnnc SHOULD give, not what it prints today.
 # Each names the compiler problem; the corpus test fails on them until it is fixed.
-PENDING: dict[str, str] = {
-    "007_error_in_imported_file": "error count includes a deduplicated diagnostic",
-    "213_layer_type_called_in_forward": "false 'never used' warning for an argument",
-    "214_unknown_argument": "misspelt keyword also reported as a missing argument",
-    "215_keyword_in_layer_call": "false 'never used' warning for an argument",
-    "232_calling_a_value": "calling a value says 'unknown'; false 'never used'",
-    "233_python_getattr": "CRASH: IndexError on getattr() with one argument",
-    "234_runtime_dim_as_size": "a declared run-time dim is called an 'unknown name'",
-    "305_layer_not_called": "cascade: calling the failed value, false 'never used'",
-    "306_tensor_as_option": "false 'never used' warning for an argument",
-    "318_true_division_size": "`/` in a size: BNN305 and a `//` hint expected",
-    "325_int_into_linear": "dtype printed twice ('int64 [B, 32]: int64')",
-    "329_negate_tensor": "unary minus on a tensor: wrong message and cascades",
-    "330_return_python_tuple": "tuple return: wrong message and cascades",
-    "332_option_error_after_failed_input": "argument errors hidden by a failed input",
-    "414_conv_auto_on_1d_input": "CRASH: IndexError in the `auto` rule on a 1-d input",
-    "416_subnetwork_shared_dim_mismatch": "message omits why T does not match",
-    "904_errors_in_several_networks": "error count includes a deduplicated diagnostic",
-}
+PENDING: dict[str, str] = {}
 
 
 def case_files() -> list[Path]:

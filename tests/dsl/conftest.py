@@ -14,7 +14,9 @@ from bnnc.dsl import parse
 def _plain(value: Any) -> Any:
     if isinstance(value, dict):
         return {
-            k: _plain(v) for k, v in value.items() if k not in ("span", "name_spans")
+            k: _plain(v)
+            for k, v in value.items()
+            if k not in ("span", "name_span", "name_spans")
         }
     if isinstance(value, list):
         return [_plain(v) for v in value]

@@ -10,6 +10,7 @@ from bnnc import dsl
 from bnnc.compiler import ir
 from bnnc.compiler.ir import (
     Assign,
+    Attribute,
     Auto,
     BinOp,
     Bool,
@@ -157,7 +158,7 @@ def test_full_network_matches_hand_built_ir(plain):
                     Assign(target="y", value=c("dropout", n("x"), p=n("rate"))),
                     Assign(
                         target="z",
-                        value=c("getattr", c("enc", n("x")), Str(value="mean")),
+                        value=Attribute(value=c("enc", n("x")), name="mean"),
                     ),
                     Return(outputs=[Output(value=c("head", c("flatten", n("y"))))]),
                 ],
@@ -245,7 +246,7 @@ def test_spans_of_layer_call_and_keyword():
     ]
     getattr_call = net.body[3].value
     assert getattr_call.span.column == 13 and getattr_call.span.end_column == 24
-    assert getattr_call.args[1].span.column == 20  # the attribute name
+    assert getattr_call.name_span.column == 20  # the attribute name
 
 
 def test_json_round_trip():
@@ -387,9 +388,11 @@ def test_input_dims_with_parameter_expressions(plain):
             op="/", left=n("a"), right=n("b")), right=n("c"))),
         ("-a * b", BinOp(op="*", left=Neg(operand=n("a")), right=n("b"))),
         ("--a", Neg(operand=Neg(operand=n("a")))),
-        ("-f(x).y", Neg(operand=c("getattr", c("f", n("x")), Str(value="y")))),
-        ("f(x).a.b", c("getattr", c("getattr", c("f", n("x")), Str(value="a")),
-                       Str(value="b"))),
+        ("-f(x).y", Neg(operand=Attribute(value=c("f", n("x")), name="y"))),
+        (
+            "f(x).a.b",
+            Attribute(value=Attribute(value=c("f", n("x")), name="a"), name="b"),
+        ),
         ("1_000", Int(value=1000)),
         ("9223372036854775807", Int(value=2**63 - 1)),
         ("1.5", Float(value=1.5)),
