@@ -173,6 +173,26 @@ class Size:
         return render(self)
 
 
+def split_divisions(size: Size, prefix: str) -> tuple[Size, list[tuple[str, Size]]]:
+    """Replace each ``//`` or ``%`` atom by a new symbol ``{prefix}_{k}``.
+
+    Returns the rewritten size and the (symbol, atom) pairs, so generated code
+    can name long sub-expressions on their own lines.
+    """
+    named: dict[Atom, str] = {}
+    result = Size.of(0)
+    for monomial, coefficient in size.terms:
+        product = Size.of(coefficient)
+        for atom in monomial:
+            if isinstance(atom, Symbol):
+                product = product * atom_size(atom)
+            else:
+                name = named.setdefault(atom, f"{prefix}_{len(named) + 1}")
+                product = product * Size.of(name)
+        result = result + product
+    return result, [(name, atom_size(atom)) for atom, name in named.items()]
+
+
 def _evaluate_atom(atom: Atom, values: Mapping[str, int]) -> int | None:
     if isinstance(atom, Symbol):
         return values.get(atom.name)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from bnnc.compiler.backends.base import FunctionCall, FunctionEmitter, Generator
 from bnnc.compiler.check import LayerInfo, NetworkInfo
 
@@ -112,18 +114,14 @@ class TorchGenerator(Generator):
     function_emitters = FUNCTION_EMITTERS
     layer_classes = LAYER_CLASSES
 
-    def imports(self, needs_record: bool) -> list[str]:
-        lines = []
-        if needs_record:
-            lines += ["from typing import NamedTuple", ""]
+    def imports(self, needs_record: bool, body: str) -> list[str]:
+        lines = ["from typing import NamedTuple", ""] if needs_record else []
         # One third-party block, in the order ruff's isort gives it in a user's
         # project (where bnnc is an installed, third-party package).
-        return [
-            *lines,
-            "import torch",
-            "from bnnc.runtime import torch as bnn",
-            "from torch.nn import functional as F",
-        ]
+        lines += ["import torch", "from bnnc.runtime import torch as bnn"]
+        if re.search(r"\bF\.", body):
+            lines.append("from torch.nn import functional as F")
+        return lines
 
     def init_prologue(self, info: NetworkInfo) -> list[str]:
         return ["super().__init__()"]

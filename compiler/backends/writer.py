@@ -17,25 +17,28 @@ from bnnc.compiler import ir
 LINE_LENGTH = 88
 INDENT = "    "
 
+Source = tuple[str, int] | None  # (spec file label, line) a generated line came from
+
 
 @dataclass
 class CodeWriter:
     """Accumulates generated lines."""
 
     lines: list[str] = field(default_factory=list)
-    line_map: list[tuple[int, int]] = field(default_factory=list)
+    # (generated line, spec file label, spec line), 1-based.
+    line_map: list[tuple[int, str, int]] = field(default_factory=list)
     level: int = 0
 
-    def line(self, text: str = "", *, source_line: int | None = None) -> None:
+    def line(self, text: str = "", *, source: Source = None) -> None:
         """Write one line at the current indentation (blank lines unindented)."""
         self.lines.append(f"{INDENT * self.level}{text}" if text else "")
-        if source_line is not None:
-            self.line_map.append((len(self.lines), source_line))
+        if source is not None:
+            self.line_map.append((len(self.lines), *source))
 
-    def block(self, text: str, *, source_line: int | None = None) -> None:
+    def block(self, text: str, *, source: Source = None) -> None:
         """Write several lines (already split) at the current indentation."""
         for piece in text.split("\n"):
-            self.line(piece, source_line=source_line)
+            self.line(piece, source=source)
 
     def indent(self) -> _Indent:
         """Context manager that indents what is written inside it."""

@@ -37,7 +37,7 @@ def test_line_map_points_at_spec_lines() -> None:
     generated = api.generate(DIGITS)
     lines = generated.source.splitlines()
     spec = DIGITS.read_text(encoding="utf-8").splitlines()
-    mapped = dict(generated.line_map)
+    mapped = {py: line for py, _, line in generated.line_map}
     conv2 = next(i for i, line in enumerate(lines, 1) if "self.conv2 =" in line)
     assert "conv2 = Conv2d" in spec[mapped[conv2] - 1]
     ret = next(i for i, line in enumerate(lines, 1) if "return self.head" in line)

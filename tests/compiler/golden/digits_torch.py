@@ -17,11 +17,11 @@ class DigitsCNN(torch.nn.Module):
 
     def __init__(self, classes: int = 10, width: int = 16) -> None:
         super().__init__()
-        # digits.bnn:13: conv1 (fixed)
+        # digits.bnn:13: conv1 (fixed) - deterministic
         self.conv1 = bnn.FixedConv2d(1, width, kernel_size=3, padding=1)
-        # digits.bnn:14: conv2 (Bayesian)
+        # digits.bnn:14: conv2 (Bayesian) - Bayesian
         self.conv2 = bnn.Conv2d(width, 2 * width, kernel_size=3, padding=1)
-        # digits.bnn:15: head (Bayesian)
+        # digits.bnn:15: head (Bayesian) - in-size inferred
         self.head = bnn.Linear(8 * width, classes, std_prior=1.0)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
