@@ -98,7 +98,8 @@ class Diagnostic:
 
     def headline(self) -> str:
         """``path:line:col: error[BNNnnn]: message``."""
-        where = self.path
+        # A path may hold any character; keep the headline on one line.
+        where = "".join(c if c.isprintable() else repr(c)[1:-1] for c in self.path)
         if self.span is not None:
             where = f"{where}:{self.span.line}:{self.span.column}"
         return f"{where}: {self.severity}[{self.code}]: {self.message}"
@@ -112,6 +113,9 @@ class Diagnostic:
         return "\n".join(lines)
 
 
+_EXCERPT_WIDTH = 120
+
+
 def _excerpt(source: str, span: Span) -> list[str]:
     # Only "\n" ends a line for the parser; splitlines() would also split on
     # form feeds or U+2028 and put the caret on the wrong line.
@@ -122,6 +126,12 @@ def _excerpt(source: str, span: Span) -> list[str]:
     number = str(span.line)
     gutter = " " * len(number)
     start = max(span.column - 1, 0)
+    if len(text) > _EXCERPT_WIDTH:  # show a window around the caret
+        left = max(0, min(start - 20, len(text) - _EXCERPT_WIDTH))
+        text = text[left : left + _EXCERPT_WIDTH]
+        start -= left
+        if left:
+            text, start = "..." + text[3:], start
     if span.end_line == span.line:
         width = max(span.end_column - span.column, 1)
     else:

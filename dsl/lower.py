@@ -812,7 +812,9 @@ class Lowering:
                     ],
                 )
             )
-            first_input = self.sequential_input(items[0], layers)
+            first_input = self.sequential_input(
+                items[0], layers, {p.name for p in params}
+            )
             if first_input is not None:
                 inputs.append(first_input)
         else:
@@ -828,8 +830,14 @@ class Lowering:
             sequential=True,
         )
 
-    def sequential_input(self, item: Tree, layers: list[ir.Layer]) -> ir.Input | None:
-        """The input ``x`` of a sequential network, from its first layer's sizes."""
+    def sequential_input(
+        self, item: Tree, layers: list[ir.Layer], taken: set[str]
+    ) -> ir.Input | None:
+        """The input ``x`` of a sequential network, from its first layer's sizes.
+
+        Symbolic dims (``B``, ``T``, ...) get a trailing ``_`` while they would
+        clash with a parameter name, so the batch axis never becomes a parameter.
+        """
         span = self.span(item)
         op = next(c for c in item.children if isinstance(c, Token) and c.type == "NAME")
         registered = REGISTRY.get(str(op))
@@ -860,6 +868,8 @@ class Lowering:
             return None
         exprs: list[ir.Expr] = []
         for dim in dims:
+            while isinstance(dim, str) and dim in taken:
+                dim += "_"
             expr = _size_expr(dim, span)
             if expr is None:
                 self.error("BNN303", _SEQUENTIAL_START, item)

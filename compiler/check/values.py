@@ -47,7 +47,9 @@ class Evaluator:
         if isinstance(expr, ir.Int):
             if abs(expr.value) > MAX_SIZE:
                 raise EvalError(
-                    "BNN104", f"integer {expr.value} is too large", expr.span
+                    "BNN104",
+                    f"integer {expr.value} is too large (sizes are limited to 2**40)",
+                    expr.span,
                 )
             return Size.of(expr.value)
         if isinstance(expr, ir.Float):
@@ -379,6 +381,14 @@ def check_kind(
         return value if isinstance(value, bool) else wrong("true or false")
     if kind == "dim":
         if not isinstance(value, Size) or value.constant is None:
+            if isinstance(value, Size):
+                sink.error(
+                    "BNN301",
+                    f"argument `{spec.name}` of {what} must be an integer literal "
+                    f"(an axis), not an expression of parameters (`{value}`)",
+                    span,
+                )
+                return _INVALID
             return wrong("an integer literal (an axis)")
         return value.constant
     if kind == "shape":
