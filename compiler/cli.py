@@ -29,7 +29,8 @@ class _Parser(argparse.ArgumentParser):
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="bnnc",
-        description="Compile .bnn Bayesian neural network specs to PyTorch modules.",
+        description="Compile .bnn Bayesian neural network specs to PyTorch or "
+        "JAX/Flax NNX modules.",
         epilog="Examples:\n"
         "  bnnc check examples/digits.bnn\n"
         "  bnnc compile examples/digits.bnn --backend torch -o digits_model.py\n"
@@ -57,7 +58,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     compile_.add_argument("file", metavar="FILE", help=".bnn or IR .json file")
     compile_.add_argument(
-        "--backend", default="torch", choices=["torch"], help="target framework"
+        "--backend",
+        default="torch",
+        choices=["torch", "jax"],
+        help="target framework: torch (PyTorch) or jax (Flax NNX)",
     )
     compile_.add_argument(
         "-o",

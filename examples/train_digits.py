@@ -1,63 +1,223 @@
-"""Train the Bayesian digits CNN generated from ``examples/digits.bnn``.
+"""Compile ``examples/digits.bnn`` and train the Bayesian CNN on scikit-learn's digits.
 
-Uses scikit-learn's bundled 8x8 digits (no download). Prints test accuracy,
-negative log-likelihood, expected calibration error, and the predictive entropy
-on test digits versus noise images: a Bayesian model should be less sure about
-inputs unlike anything it was trained on.
+Uses scikit-learn's bundled 8x8 digits (no download). The spec is compiled for
+the chosen backend (PyTorch or JAX/Flax NNX) into ``build/``, imported, trained
+with the ELBO, and evaluated: test accuracy, negative log-likelihood, expected
+calibration error, and the predictive entropy on test digits versus noise
+images (a Bayesian model should be less sure about inputs unlike anything it
+was trained on).
 
 Usage::
 
-    bnnc compile examples/digits.bnn -o build/digits_torch.py
-    python examples/train_digits.py --model build/digits_torch.py
+    python examples/train_digits.py [--backend torch|jax] [--epochs 30]
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import itertools
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import numpy as np
-import torch
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from tqdm import tqdm
 
-from bnnc.runtime import torch as bnn
+import bnnc
+from bnnc.compiler import api
+from bnnc.compiler.diagnostics import CompileError
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
-def load_model_class(path: Path, name: str) -> type[torch.nn.Module]:
-    """Import the generated module at ``path`` and return class ``name``."""
-    spec = importlib.util.spec_from_file_location("digits_generated", path)
-    if spec is None or spec.loader is None:
-        raise SystemExit(f"cannot import {path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return getattr(module, name)
+def compile_model(spec: Path, backend: str, out_dir: Path) -> ModuleType:
+    """Compile ``spec`` for ``backend`` into ``out_dir`` and import the module."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / f"{spec.stem}_{backend}.py"
+    api.write_atomically(target, bnnc.compile(spec, backend=backend))
+    print(f"compiled {spec.name} -> {target} ({backend})")
+    module_spec = importlib.util.spec_from_file_location(target.stem, target)
+    if module_spec is None or module_spec.loader is None:
+        raise SystemExit(f"cannot import {target}")
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[module_spec.name] = module
+    module_spec.loader.exec_module(module)
+    return module
 
 
-def digits_data(seed: int) -> tuple[torch.Tensor, ...]:
+def digits_data(seed: int) -> tuple[np.ndarray, ...]:
     """Train/test split of the digits, scaled to [0, 1], shaped [N, 1, 8, 8]."""
     digits = load_digits()
     images = (digits.images / 16.0).astype(np.float32)[:, None]
-    x_train, x_test, y_train, y_test = train_test_split(
-        images, digits.target, test_size=0.25, random_state=seed, stratify=digits.target
+    return tuple(
+        train_test_split(
+            images,
+            digits.target.astype(np.int64),
+            test_size=0.25,
+            random_state=seed,
+            stratify=digits.target,
+        )
     )
-    return (
-        torch.from_numpy(x_train),
-        torch.from_numpy(x_test),
-        torch.from_numpy(y_train).long(),
-        torch.from_numpy(y_test).long(),
+
+
+def batches(n: int, size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """A shuffled epoch of index batches."""
+    order = rng.permutation(n)
+    return [order[i : i + size] for i in range(0, n, size)]
+
+
+def train_torch(module: ModuleType, args: argparse.Namespace, data: tuple) -> dict:
+    """Train with torch; returns test/noise probabilities and labels."""
+    import torch
+
+    from bnnc.runtime import torch as bnn
+
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    x_train, x_test, y_train, y_test = (torch.from_numpy(a) for a in data)
+    model = getattr(module, args.network)()
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    elbo = bnn.ELBOLoss(torch.nn.functional.cross_entropy, kl_weight=args.kl_weight)
+
+    def epoch(rng: np.random.Generator) -> float:
+        model.train()
+        for index in batches(len(x_train), args.batch_size, rng):
+            idx = torch.from_numpy(index)
+            loss = elbo(model(x_train[idx]), y_train[idx], model)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        return loss.item()
+
+    run_epochs(epoch, args)
+    model.eval()
+    noise = torch.from_numpy(noise_images(len(x_test)))
+    return {
+        "probs": bnn.predictive_probs(model, x_test, num_samples=args.samples).numpy(),
+        "noise": bnn.predictive_probs(model, noise, num_samples=args.samples).numpy(),
+        "labels": y_test.numpy(),
+    }
+
+
+def train_jax(module: ModuleType, args: argparse.Namespace, data: tuple) -> dict:
+    """Train with JAX/Flax NNX and optax; same outputs as :func:`train_torch`."""
+    import jax.numpy as jnp
+    import optax
+    from flax import nnx
+
+    from bnnc.runtime import jax as bnn
+
+    x_train, x_test, y_train, y_test = (jnp.asarray(a) for a in data)
+    model = getattr(module, args.network)(rngs=nnx.Rngs(args.seed))
+    optimizer = nnx.Optimizer(model, optax.adam(args.lr), wrt=nnx.Param)
+
+    def cross_entropy(logits: Any, labels: Any) -> Any:
+        return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+    elbo = bnn.ELBOLoss(cross_entropy, kl_weight=args.kl_weight)
+
+    @nnx.jit
+    def step(model: Any, optimizer: Any, x: Any, y: Any) -> Any:
+        def loss_fn(model: Any) -> Any:
+            return elbo(model(x), y, model)
+
+        loss, grads = nnx.value_and_grad(loss_fn, argnums=nnx.DiffState(0, nnx.Param))(
+            model
+        )
+        optimizer.update(model, grads)
+        return loss
+
+    def epoch(rng: np.random.Generator) -> float:
+        model.train()
+        for index in batches(len(x_train), args.batch_size, rng):
+            loss = step(model, optimizer, x_train[index], y_train[index])
+        return float(loss)
+
+    run_epochs(epoch, args)
+    model.eval()
+    noise = jnp.asarray(noise_images(len(x_test)))
+    return {
+        "probs": np.asarray(
+            bnn.predictive_probs(model, x_test, num_samples=args.samples)
+        ),
+        "noise": np.asarray(
+            bnn.predictive_probs(model, noise, num_samples=args.samples)
+        ),
+        "labels": np.asarray(y_test),
+    }
+
+
+def run_epochs(epoch: Callable[[np.random.Generator], float], args: Any) -> None:
+    """Run the epochs with a progress bar showing the last batch's loss."""
+    rng = np.random.default_rng(args.seed)
+    with tqdm(
+        total=args.epochs, desc="training", unit="epoch", file=sys.stdout, ncols=80
+    ) as bar:
+        for _ in range(args.epochs):
+            bar.set_postfix(loss=f"{epoch(rng):.3f}")
+            bar.update()
+
+
+def noise_images(n: int) -> np.ndarray:
+    """Uniform noise 'images': out-of-distribution inputs."""
+    return np.random.default_rng(1).random((n, 1, 8, 8), dtype=np.float32)
+
+
+def report(result: dict, seconds: float, args: argparse.Namespace) -> None:
+    """Print accuracy, NLL, ECE and entropies (numpy maths, same for both backends)."""
+    probs, noise, labels = result["probs"], result["noise"], result["labels"]
+    accuracy = float((probs.argmax(-1) == labels).mean())
+    nll = float(
+        -np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, 1)).mean()
     )
+    ece = expected_calibration_error(probs, labels)
+    entropy_in = float(entropy(probs).mean())
+    entropy_out = float(entropy(noise).mean())
+    title = f"DigitsCNN (Bayesian, {args.backend})"
+    print(f"\n{title}, {args.epochs} epochs in {seconds:.1f} s")
+    print(f"  test accuracy              {accuracy:.4f}")
+    print(f"  test NLL                   {nll:.4f}")
+    print(f"  expected calibration error {ece:.4f}")
+    print(f"  predictive entropy, digits {entropy_in:.4f} nats")
+    print(f"  predictive entropy, noise  {entropy_out:.4f} nats (max {np.log(10):.4f})")
+    verdict = "less" if entropy_out > entropy_in else "NOT less"
+    print(f"  the model is {verdict} sure about noise than about digits")
+
+
+def entropy(probs: np.ndarray) -> np.ndarray:
+    """Predictive entropy in nats."""
+    return -(probs * np.log(np.clip(probs, 1e-12, 1.0))).sum(-1)
+
+
+def expected_calibration_error(
+    probs: np.ndarray, labels: np.ndarray, bins: int = 15
+) -> float:
+    """Equal-width confidence bins, weighted |accuracy - confidence|."""
+    confidence = probs.max(-1)
+    correct = probs.argmax(-1) == labels
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    error = 0.0
+    for low, high in itertools.pairwise(edges):
+        inside = (confidence > low) & (confidence <= high)
+        if inside.any():
+            error += inside.mean() * abs(
+                correct[inside].mean() - confidence[inside].mean()
+            )
+    return float(error)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Train, evaluate and print the report."""
+    """Compile, train, evaluate and print the report."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", type=Path, default=Path("build/digits_torch.py"))
+    parser.add_argument("--backend", choices=["torch", "jax"], default="torch")
+    parser.add_argument("--spec", type=Path, default=ROOT / "examples" / "digits.bnn")
+    parser.add_argument("--out-dir", type=Path, default=ROOT / "build")
     parser.add_argument("--network", default="DigitsCNN")
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=64)
@@ -68,49 +228,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.epochs < 1 or args.batch_size < 1 or args.samples < 1:
         parser.error("--epochs, --batch-size and --samples must be positive")
-
-    torch.manual_seed(args.seed)
-    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
-    x_train, x_test, y_train, y_test = digits_data(args.seed)
-    model = load_model_class(args.model, args.network)()
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
-    elbo = bnn.ELBOLoss(torch.nn.functional.cross_entropy, kl_weight=args.kl_weight)
-
+    try:
+        module = compile_model(args.spec, args.backend, args.out_dir)
+    except CompileError as error:
+        print(error.render(), file=sys.stderr)
+        return 1
+    data = digits_data(args.seed)
     started = time.perf_counter()
-    with tqdm(
-        total=args.epochs, desc="training", unit="epoch", file=sys.stdout, ncols=80
-    ) as bar:
-        for _ in range(args.epochs):
-            model.train()
-            order = torch.randperm(len(x_train))
-            for start in range(0, len(order), args.batch_size):
-                index = order[start : start + args.batch_size]
-                loss = elbo(model(x_train[index]), y_train[index], model)
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-            bar.update()
-    seconds = time.perf_counter() - started
-
-    model.eval()
-    probs = bnn.predictive_probs(model, x_test, num_samples=args.samples)
-    noise = torch.rand(len(x_test), 1, 8, 8, generator=torch.Generator().manual_seed(1))
-    noise_probs = bnn.predictive_probs(model, noise, num_samples=args.samples)
-    entropy_in = bnn.predictive_entropy(probs).mean().item()
-    entropy_out = bnn.predictive_entropy(noise_probs).mean().item()
-
-    print(f"\nDigitsCNN (Bayesian), {args.epochs} epochs in {seconds:.1f} s")
-    accuracy = bnn.accuracy(probs, y_test).item()
-    nll = bnn.negative_log_likelihood(probs, y_test).item()
-    ece = bnn.expected_calibration_error(probs, y_test).item()
-    print(f"  test accuracy              {accuracy:.4f}")
-    print(f"  test NLL                   {nll:.4f}")
-    print(f"  expected calibration error {ece:.4f}")
-    print(f"  predictive entropy, digits {entropy_in:.4f} nats")
-    print(f"  predictive entropy, noise  {entropy_out:.4f} nats (max {np.log(10):.4f})")
-    verdict = "less" if entropy_out > entropy_in else "NOT less"
-    print(f"  the model is {verdict} sure about noise than about digits")
+    train = train_torch if args.backend == "torch" else train_jax
+    result = train(module, args, data)
+    report(result, time.perf_counter() - started, args)
     return 0
 
 

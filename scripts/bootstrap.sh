@@ -9,8 +9,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=.venv/.bnnc-installed
 want=$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)
-if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || ! .venv/bin/python -c "import bnnc.compiler, torch" 2>/dev/null; then
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || ! .venv/bin/python -c "import bnnc.compiler, torch, jax, flax, optax" 2>/dev/null; then
     .venv/bin/python -m pip install --quiet --upgrade pip >/dev/null 2>&1 || true
-    .venv/bin/python -m pip install --quiet -c constraints.txt -e ".[torch,examples,dev]"
+    .venv/bin/python -m pip install --quiet -c constraints.txt -e ".[torch,jax,examples,dev]"
     echo "$want" > "$stamp"
 fi

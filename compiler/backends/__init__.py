@@ -7,8 +7,9 @@ never imports its framework: generated code does that.
 from __future__ import annotations
 
 from bnnc.compiler.backends.base import HEADER_MARK, Generated, Generator
+from bnnc.compiler.backends.jax import JaxGenerator
 from bnnc.compiler.backends.torch import TorchGenerator
 
-BACKENDS: dict[str, type[Generator]] = {"torch": TorchGenerator}
+BACKENDS: dict[str, type[Generator]] = {"torch": TorchGenerator, "jax": JaxGenerator}
 
 __all__ = ["BACKENDS", "HEADER_MARK", "Generated", "Generator"]

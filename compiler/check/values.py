@@ -492,6 +492,7 @@ GENERATED_NAMES = frozenset(
         "unfreeze",
         "is_bayesian",
         "frozen",
+        "deterministic",
     }
 )
 PYTHON_BUILTINS = frozenset(

@@ -1,0 +1,174 @@
+"""Learnable variational distributions over a layer's random tensors (Flax NNX).
+
+Variable types used by the runtime:
+
+- ``nnx.Param``: trainable values only (a distribution's ``mu`` and ``rho``; a
+  ``Fixed*`` layer's weights). ``nnx.state(model, nnx.Param)`` and
+  ``nnx.Optimizer(model, tx, wrt=nnx.Param)`` therefore see nothing else.
+- :class:`Sample`: the current draw of a random tensor (a layer's ``weights``,
+  ``bias``, LSTM gates...), overwritten in place on every call.
+- :class:`Prior`: the fixed prior mean and standard deviation.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from .functional import softplus
+
+__all__ = [
+    "DEFAULT_RNGS",
+    "DistributionModule",
+    "GaussianDistribution",
+    "Prior",
+    "Sample",
+]
+
+_LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
+
+#: The default ``rngs`` of every constructor, as in the reference API: ONE
+#: ``nnx.Rngs(0)`` shared by every object built without its own ``rngs`` (so two
+#: default layers still get different values). Pass ``rngs=nnx.Rngs(seed)`` for
+#: results that do not depend on what was built before.
+DEFAULT_RNGS = nnx.Rngs(0)
+
+
+class Sample(nnx.Variable):
+    """The current sampled value of a random tensor (not trainable).
+
+    Kept apart from ``nnx.Param`` so that optimisers hold no moments for values
+    that are overwritten on every call, and so that
+    ``nnx.state(model, Sample)`` reads every layer's current weights.
+    """
+
+
+class Prior(nnx.Variable):
+    """A fixed prior hyperparameter (``mu_prior``, ``std_prior``); not trainable."""
+
+
+def _normal_log_density(x: jax.Array, mean: jax.Array, std: jax.Array) -> jax.Array:
+    """Elementwise log N(x; mean, std**2)."""
+    return -_LOG_SQRT_2PI - jnp.log(std) - (x - mean) ** 2 / (2.0 * std**2)
+
+
+class DistributionModule(nnx.Module, ABC):
+    """Abstract base of learnable distributions (variational posteriors).
+
+    Subclasses implement :meth:`sample`, :meth:`log_prob` and the
+    :attr:`num_params` property (a property here, a method in the torch
+    runtime, as in the respective references).
+    """
+
+    @abstractmethod
+    def sample(self, rngs: nnx.Rngs | None = None) -> jax.Array:
+        """Draw one sample shaped like the distribution's parameters."""
+
+    @abstractmethod
+    def log_prob(self, x: jax.Array | None = None) -> jax.Array:
+        """Return a scalar log-probability of ``x`` (a fresh sample if None)."""
+
+    @property
+    @abstractmethod
+    def num_params(self) -> int:
+        """The number of random values the distribution describes."""
+
+
+class GaussianDistribution(DistributionModule):
+    """Diagonal Gaussian posterior ``N(mu, softplus(rho)**2)`` with a Gaussian prior.
+
+    ``mu`` and ``rho`` are ``nnx.Param`` initialised as ``N(mu_init, 0.1)`` and
+    ``N(rho_init, 0.1)`` from ``rngs.params()``; the prior
+    ``N(mu_prior, std_prior**2)`` is stored in the :class:`Prior` variables
+    ``mu_prior`` and ``std_prior`` (shape ``[1]``, as the torch buffers).
+    ``rngs`` is kept as ``self.rngs`` and used by :meth:`sample` when no other
+    is given; samples draw from ``rngs.sample()`` (the ``sample`` stream if the
+    ``Rngs`` has one, else its default stream).
+
+    Same maths as the torch runtime: sigma is torch's softplus (stable for
+    large ``rho``) and the log-densities use a Python constant for
+    ``log(sqrt(2 pi))``.
+    """
+
+    def __init__(
+        self,
+        shape: tuple[int, ...] | int,
+        mu_prior: float = 0.0,
+        std_prior: float = 0.1,
+        mu_init: float = 0.0,
+        rho_init: float = -7.0,
+        rngs: nnx.Rngs = DEFAULT_RNGS,
+        **kwargs: Any,
+    ) -> None:
+        """Create the distribution.
+
+        Args:
+            shape: Shape of the random tensor (an int is read as ``(shape,)``).
+            mu_prior: Mean of the Gaussian prior.
+            std_prior: Standard deviation of the Gaussian prior.
+            mu_init: Mean of the initial values of ``mu``.
+            rho_init: Mean of the initial values of ``rho``.
+            rngs: Random streams for initialisation and default sampling.
+            **kwargs: Passed to ``nnx.Module``.
+        """
+        super().__init__(**kwargs)
+        size = (shape,) if isinstance(shape, int) else tuple(int(s) for s in shape)
+        self.shape = shape
+        self.mu_init = mu_init
+        self.rho_init = rho_init
+        self.rngs = rngs
+        self.mu_prior = Prior(jnp.array([float(mu_prior)], dtype=jnp.float32))
+        self.std_prior = Prior(jnp.array([float(std_prior)], dtype=jnp.float32))
+        self.mu = nnx.Param(mu_init + 0.1 * jax.random.normal(rngs.params(), size))
+        self.rho = nnx.Param(rho_init + 0.1 * jax.random.normal(rngs.params(), size))
+
+    @property
+    def sigma(self) -> jax.Array:
+        """Posterior standard deviation ``softplus(rho)``."""
+        return softplus(self.rho[...])
+
+    def sample(self, rngs: nnx.Rngs | None = None) -> jax.Array:
+        """Draw ``mu + softplus(rho) * eps`` with ``eps ~ N(0, 1)`` (reparameterised).
+
+        Args:
+            rngs: Random streams; the key is ``rngs.sample()``. Defaults to the
+                ``rngs`` given at construction.
+
+        Returns:
+            An array shaped like ``mu``, differentiable with respect to ``mu``
+            and ``rho``.
+        """
+        rngs = self.rngs if rngs is None else rngs
+        mu = self.mu[...]
+        eps = jax.random.normal(rngs.sample(), mu.shape, mu.dtype)
+        return mu + self.sigma * eps
+
+    def log_prob(self, x: jax.Array | None = None) -> jax.Array:
+        """One-sample estimate of KL(q || p): ``sum log q(x) - sum log p(x)``.
+
+        Args:
+            x: Value to evaluate; a fresh sample is drawn when None.
+
+        Returns:
+            A 0-d array.
+        """
+        if x is None:
+            x = self.sample()
+        x = jnp.asarray(x)
+        log_posterior = _normal_log_density(x, self.mu[...], self.sigma)
+        log_prior = _normal_log_density(x, self.mu_prior[...], self.std_prior[...])
+        return jnp.sum(log_posterior) - jnp.sum(log_prior)
+
+    @property
+    def num_params(self) -> int:
+        """The number of elements of ``mu``."""
+        return int(self.mu[...].size)
+
+    def __call__(self) -> jax.Array:
+        """Draw a sample from the construction-time ``rngs`` (as :meth:`sample`)."""
+        return self.sample()
