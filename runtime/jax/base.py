@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from abc import ABC
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import jax
@@ -41,8 +42,8 @@ __all__ = [
     "freeze_all",
     "init_like_torch",
     "total_kl",
-    "uniform",
     "unfreeze_all",
+    "uniform",
 ]
 
 _FROZEN_UNDEFINED = "Module has been frozen with undefined weights and/or bias."
@@ -304,9 +305,14 @@ class FixedModule(BayesianModule):
         self.bias = None if bias is None else nnx.Param(bias)
 
 
+@partial(jax.jit, static_argnums=(1,))
+def _uniform(key: jax.Array, shape: tuple[int, ...], bound: float) -> jax.Array:
+    return jax.random.uniform(key, shape, jnp.float32, -bound, bound)
+
+
 def uniform(rngs: nnx.Rngs, shape: tuple[int, ...], bound: float) -> jax.Array:
     """Values uniform in ``[-bound, bound)`` from ``rngs.params()``."""
-    return jax.random.uniform(rngs.params(), shape, jnp.float32, -bound, bound)
+    return _uniform(rngs.params(), tuple(shape), float(bound))
 
 
 def init_like_torch(
@@ -358,4 +364,3 @@ def total_kl(model: nnx.Module) -> tuple[jax.Array, int]:
         kl = kl + module_kl
         num_params += module_params
     return kl, num_params
-

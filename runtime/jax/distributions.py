@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from functools import partial
 from typing import Any
 
 import jax
@@ -55,6 +56,47 @@ class Prior(nnx.Variable):
 def _normal_log_density(x: jax.Array, mean: jax.Array, std: jax.Array) -> jax.Array:
     """Elementwise log N(x; mean, std**2)."""
     return -_LOG_SQRT_2PI - jnp.log(std) - (x - mean) ** 2 / (2.0 * std**2)
+
+
+# The maths below is jitted so that eager use compiles one kernel per shape
+# instead of one per primitive; under an outer transform it is simply inlined.
+
+
+@partial(jax.jit, static_argnums=(4,))
+def _initial_values(
+    mu_key: jax.Array,
+    rho_key: jax.Array,
+    mu_init: float,
+    rho_init: float,
+    shape: tuple[int, ...],
+) -> tuple[jax.Array, jax.Array]:
+    """``N(mu_init, 0.1**2)`` and ``N(rho_init, 0.1**2)`` values of ``shape``.
+
+    As the torch runtime's ``normal_`` initialisation, from two keys.
+    """
+    mu = mu_init + 0.1 * jax.random.normal(mu_key, shape, jnp.float32)
+    rho = rho_init + 0.1 * jax.random.normal(rho_key, shape, jnp.float32)
+    return mu, rho
+
+
+@jax.jit
+def _reparameterised_sample(mu: jax.Array, rho: jax.Array, key: jax.Array) -> jax.Array:
+    """``mu + softplus(rho) * eps`` with ``eps ~ N(0, 1)`` drawn from ``key``."""
+    return mu + softplus(rho) * jax.random.normal(key, mu.shape, mu.dtype)
+
+
+@jax.jit
+def _kl_estimate(
+    x: jax.Array,
+    mu: jax.Array,
+    rho: jax.Array,
+    mu_prior: jax.Array,
+    std_prior: jax.Array,
+) -> jax.Array:
+    """``sum log N(x; mu, softplus(rho)) - sum log N(x; mu_prior, std_prior)``."""
+    log_posterior = _normal_log_density(x, mu, softplus(rho))
+    log_prior = _normal_log_density(x, mu_prior, std_prior)
+    return jnp.sum(log_posterior) - jnp.sum(log_prior)
 
 
 class DistributionModule(nnx.Module, ABC):
@@ -124,8 +166,11 @@ class GaussianDistribution(DistributionModule):
         self.rngs = rngs
         self.mu_prior = Prior(jnp.array([float(mu_prior)], dtype=jnp.float32))
         self.std_prior = Prior(jnp.array([float(std_prior)], dtype=jnp.float32))
-        self.mu = nnx.Param(mu_init + 0.1 * jax.random.normal(rngs.params(), size))
-        self.rho = nnx.Param(rho_init + 0.1 * jax.random.normal(rngs.params(), size))
+        mu, rho = _initial_values(
+            rngs.params(), rngs.params(), float(mu_init), float(rho_init), size
+        )
+        self.mu = nnx.Param(mu)
+        self.rho = nnx.Param(rho)
 
     @property
     def sigma(self) -> jax.Array:
@@ -144,9 +189,7 @@ class GaussianDistribution(DistributionModule):
             and ``rho``.
         """
         rngs = self.rngs if rngs is None else rngs
-        mu = self.mu[...]
-        eps = jax.random.normal(rngs.sample(), mu.shape, mu.dtype)
-        return mu + self.sigma * eps
+        return _reparameterised_sample(self.mu[...], self.rho[...], rngs.sample())
 
     def log_prob(self, x: jax.Array | None = None) -> jax.Array:
         """One-sample estimate of KL(q || p): ``sum log q(x) - sum log p(x)``.
@@ -159,10 +202,13 @@ class GaussianDistribution(DistributionModule):
         """
         if x is None:
             x = self.sample()
-        x = jnp.asarray(x)
-        log_posterior = _normal_log_density(x, self.mu[...], self.sigma)
-        log_prior = _normal_log_density(x, self.mu_prior[...], self.std_prior[...])
-        return jnp.sum(log_posterior) - jnp.sum(log_prior)
+        return _kl_estimate(
+            jnp.asarray(x),
+            self.mu[...],
+            self.rho[...],
+            self.mu_prior[...],
+            self.std_prior[...],
+        )
 
     @property
     def num_params(self) -> int:

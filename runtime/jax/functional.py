@@ -282,7 +282,7 @@ def max_pool1d(
     stride: IntOrPair | None = None,
     padding: IntOrPair = 0,
 ) -> jax.Array:
-    """1-D max pooling of ``[N, C, L]`` as ``F.max_pool1d`` (stride defaults to kernel)."""
+    """1-D max pooling of ``[N, C, L]`` as ``F.max_pool1d`` (padding is -inf)."""
     return _pool(x, kernel_size, stride, padding, 1, "max")
 
 

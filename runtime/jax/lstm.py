@@ -21,6 +21,7 @@ _GATES = ("f", "i", "c", "o")
 LSTMState = tuple[jax.Array, jax.Array]
 
 
+@jax.jit
 def lstm_recurrence(
     inputs: jax.Array,
     init_states: LSTMState | None,
@@ -37,6 +38,7 @@ def lstm_recurrence(
     ``h_t = o tanh(c_t)``, and ``y = h_T W_v^T + b_v``. The input projection of
     every step is computed at once; the steps run in ``jax.lax.scan`` (one
     matmul each), so compile time does not grow with the sequence length.
+    Jitted (cached per shape) for eager use.
 
     Args:
         inputs: Embedded sequence ``[B, T, E]``.
@@ -170,9 +172,7 @@ class LSTM(BayesianModule):
         gate_shape = (hidden_size, embeddings_dim + hidden_size)
         for gate in _GATES:
             self._register_random(f"w{gate}", None, gate_shape, rngs=rngs, **priors)
-            self._register_random(
-                f"b{gate}", None, (hidden_size,), rngs=rngs, **priors
-            )
+            self._register_random(f"b{gate}", None, (hidden_size,), rngs=rngs, **priors)
         self._register_random(
             "wv", None, (output_size, hidden_size), rngs=rngs, **priors
         )
@@ -245,5 +245,5 @@ class FixedLSTM(FixedModule):
     def __call__(
         self, inputs: jax.Array, init_states: LSTMState | None = None
     ) -> tuple[jax.Array, LSTMState]:
-        """Run over token ids ``[B, T, 1]`` or ``[B, T]`` (see :meth:`LSTM.__call__`)."""
+        """Run over token ids ``[B, T, 1]`` or ``[B, T]`` (as :meth:`LSTM.__call__`)."""
         return _lstm_forward(self, inputs, init_states)

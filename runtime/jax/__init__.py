@@ -1,0 +1,86 @@
+"""bnnc's JAX runtime (Flax NNX): Bayesian layers, distributions, losses, helpers.
+
+The layer, distribution and loss classes mirror the reference API (same class
+names, constructor parameters, methods and attributes; ``num_params`` is a
+property), and the PyTorch runtime (same module split, attribute names,
+tensor shapes and layouts, and maths), so a model's state can be copied
+between the two with :mod:`bnnc.runtime.transfer`. Each Bayesian layer has a
+deterministic ``Fixed*`` twin with the same attribute names.
+
+Beyond the reference: only ``mu``/``rho`` (and fixed weights) are
+``nnx.Param``; current samples are :class:`Sample` variables and priors
+:class:`Prior` variables, updated in place so ``nnx.jit`` traces once.
+Monte Carlo prediction helpers (:mod:`.predict`, vectorised with
+``jax.vmap``), calibration metrics (:mod:`.metrics`) and torch-exact
+functional ops in NCHW layout (:mod:`.functional`).
+"""
+
+from . import functional
+from .base import (
+    DEFAULT_RNGS,
+    BayesianModule,
+    FixedModule,
+    bayesian_modules,
+)
+from .conv import Conv1d, Conv2d, FixedConv1d, FixedConv2d
+from .distributions import DistributionModule, GaussianDistribution, Prior, Sample
+from .embedding import Embedding, FixedEmbedding
+from .functional import batch_norm, layer_norm, reshape_batch
+from .linear import FixedLinear, Linear
+from .losses import ELBOLoss, KLDivergenceLoss
+from .lstm import LSTM, FixedLSTM
+from .metrics import accuracy, expected_calibration_error, negative_log_likelihood
+from .predict import (
+    ClassificationUncertainty,
+    classification_uncertainty,
+    expected_entropy,
+    freeze_all,
+    mc_samples,
+    mutual_information,
+    predictive_entropy,
+    predictive_mean_std,
+    predictive_probs,
+    total_kl,
+    unfreeze_all,
+)
+
+__all__ = [
+    "DEFAULT_RNGS",
+    "LSTM",
+    "BayesianModule",
+    "ClassificationUncertainty",
+    "Conv1d",
+    "Conv2d",
+    "DistributionModule",
+    "ELBOLoss",
+    "Embedding",
+    "FixedConv1d",
+    "FixedConv2d",
+    "FixedEmbedding",
+    "FixedLSTM",
+    "FixedLinear",
+    "FixedModule",
+    "GaussianDistribution",
+    "KLDivergenceLoss",
+    "Linear",
+    "Prior",
+    "Sample",
+    "accuracy",
+    "batch_norm",
+    "bayesian_modules",
+    "classification_uncertainty",
+    "expected_calibration_error",
+    "expected_entropy",
+    "freeze_all",
+    "functional",
+    "layer_norm",
+    "mc_samples",
+    "mutual_information",
+    "negative_log_likelihood",
+    "predictive_entropy",
+    "predictive_mean_std",
+    "predictive_probs",
+    "reshape_batch",
+    "total_kl",
+    "unfreeze_all",
+]
