@@ -25,7 +25,19 @@ from .base import (
 from .conv import Conv1d, Conv2d, FixedConv1d, FixedConv2d
 from .distributions import DistributionModule, GaussianDistribution, Prior, Sample
 from .embedding import Embedding, FixedEmbedding
-from .functional import batch_norm, layer_norm, reshape_batch
+from .functional import (
+    avg_pool1d,
+    avg_pool2d,
+    batch_norm,
+    dropout,
+    flatten,
+    gelu,
+    layer_norm,
+    max_pool1d,
+    max_pool2d,
+    reshape_batch,
+    softplus,
+)
 from .linear import FixedLinear, Linear
 from .losses import ELBOLoss, KLDivergenceLoss
 from .lstm import LSTM, FixedLSTM
@@ -66,14 +78,21 @@ __all__ = [
     "Prior",
     "Sample",
     "accuracy",
+    "avg_pool1d",
+    "avg_pool2d",
     "batch_norm",
     "bayesian_modules",
     "classification_uncertainty",
+    "dropout",
     "expected_calibration_error",
     "expected_entropy",
+    "flatten",
     "freeze_all",
     "functional",
+    "gelu",
     "layer_norm",
+    "max_pool1d",
+    "max_pool2d",
     "mc_samples",
     "mutual_information",
     "negative_log_likelihood",
@@ -81,6 +100,7 @@ __all__ = [
     "predictive_mean_std",
     "predictive_probs",
     "reshape_batch",
+    "softplus",
     "total_kl",
     "unfreeze_all",
 ]

@@ -254,7 +254,8 @@ class BayesianModule(nnx.Module, ABC):
         """
         kl = _zero_like_module(self)
         num_params = 0
-        for _, distribution, value in self.random_tensors():
+        for name, distribution, _ in self.random_tensors():
+            value = self._current(name)  # gradients stopped when frozen
             if value is not None:
                 kl = kl + distribution.log_prob(value)
             num_params += distribution.num_params

@@ -7,6 +7,7 @@ stride, zero padding, dilation and groups semantics.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import jax
@@ -36,6 +37,7 @@ def _check_groups(input_channels: int, output_channels: int, groups: int) -> Non
         )
 
 
+@partial(jax.jit, static_argnums=(3, 4, 5, 6))
 def _conv(
     inputs: jax.Array,
     weights: jax.Array,
@@ -72,7 +74,9 @@ def conv1d(
     groups: int,
 ) -> jax.Array:
     """1-D convolution of ``[B, C, L]`` inputs with ``OIL`` weights, as ``F.conv1d``."""
-    return _conv(inputs, weights, bias, (stride,), (padding,), (dilation,), groups)
+    return _conv(
+        inputs, weights, bias, (int(stride),), (int(padding),), (int(dilation),), groups
+    )
 
 
 def conv2d(

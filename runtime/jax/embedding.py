@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import jax
@@ -69,6 +70,7 @@ def _vector_norm(x: jax.Array, p: float) -> jax.Array:
     return jnp.where(positive, root, 0.0)
 
 
+@partial(jax.jit, static_argnums=(2, 3, 4, 5))
 def embedding(
     inputs: jax.Array,
     weights: jax.Array,
@@ -95,8 +97,9 @@ def embedding(
 
     Returns:
         Array ``[*, embeddings_dim]``.
+
+    Jitted, with the options static.
     """
-    inputs = jnp.asarray(inputs)
     if scale_grad_by_freq:
         outputs = _lookup_scaled_by_freq(weights, inputs)
     else:

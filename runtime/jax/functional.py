@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 __all__ = [
@@ -263,15 +264,18 @@ def _pool(
     window = (1,) * lead + kernel
     window_strides = (1,) * lead + strides
     padding_config = ((0, 0),) * lead + tuple((p, p) for p in pads)
+    # The initial values are concrete NumPy scalars so that JAX recognises the
+    # max / sum monoids and uses its differentiable reduce_window primitives.
     if kind == "max":
-        init = jnp.array(-jnp.inf, x.dtype)
-        if not jnp.issubdtype(x.dtype, jnp.floating):
-            init = jnp.array(jnp.iinfo(x.dtype).min, x.dtype)
+        if jnp.issubdtype(x.dtype, jnp.floating):
+            init = np.array(-np.inf, x.dtype)
+        else:
+            init = np.array(jnp.iinfo(x.dtype).min, x.dtype)
         return jax.lax.reduce_window(
             x, init, jax.lax.max, window, window_strides, padding_config
         )
     total = jax.lax.reduce_window(
-        x, jnp.array(0, x.dtype), jax.lax.add, window, window_strides, padding_config
+        x, np.array(0, x.dtype), jax.lax.add, window, window_strides, padding_config
     )
     return total / math.prod(kernel)
 

@@ -73,6 +73,26 @@ def lstm_recurrence(
     return h_t @ wv.T + bv, (h_t, c_t)
 
 
+@jax.jit
+def _stacked_recurrence(
+    embedded: jax.Array,
+    init_states: LSTMState | None,
+    gate_weights: tuple[jax.Array, ...],
+    gate_biases: tuple[jax.Array, ...],
+    wv: jax.Array,
+    bv: jax.Array,
+) -> tuple[jax.Array, LSTMState]:
+    """Stack the per-gate tensors and run :func:`lstm_recurrence` (one kernel)."""
+    return lstm_recurrence(
+        embedded,
+        init_states,
+        jnp.concatenate(gate_weights),
+        jnp.concatenate(gate_biases),
+        wv,
+        bv,
+    )
+
+
 def _lstm_forward(
     module: LSTM | FixedLSTM,
     inputs: jax.Array,
@@ -81,15 +101,12 @@ def _lstm_forward(
     """Embed token ids ``[B, T, 1]`` or ``[B, T]`` and run :func:`lstm_recurrence`."""
     inputs = jnp.asarray(inputs)
     if inputs.ndim == 3:
-        inputs = jnp.squeeze(inputs, axis=-1)
-    embedded = module.embedding(inputs)
-    gate_weights = jnp.concatenate([module._current(f"w{g}") for g in _GATES])
-    gate_bias = jnp.concatenate([module._current(f"b{g}") for g in _GATES])
-    return lstm_recurrence(
-        embedded,
+        inputs = inputs[..., 0]
+    return _stacked_recurrence(
+        module.embedding(inputs),
         init_states,
-        gate_weights,
-        gate_bias,
+        tuple(module._current(f"w{g}") for g in _GATES),
+        tuple(module._current(f"b{g}") for g in _GATES),
         module._current("wv"),
         module._current("bv"),
     )

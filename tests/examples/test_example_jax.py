@@ -143,7 +143,7 @@ def test_jax_network_runs_samples_and_differentiates_under_jit(
     leaves = jax.tree.leaves(grads)
     assert leaves and all(bool(jnp.isfinite(g).all()) for g in leaves)
     variational = [
-        variable.value
+        variable[...]
         for path_, variable in nnx.to_flat_state(grads)
         if path_[-1] in ("mu", "rho")
     ]

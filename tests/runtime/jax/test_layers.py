@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import math
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -27,9 +28,8 @@ from bnnc.runtime.jax import (
     Sample,
 )
 
+
 # -- helpers ------------------------------------------------------------------
-
-
 def _widen(layer: nnx.Module, seed: int = 0) -> None:
     """Give every posterior a visible spread (sigma ~ 0.3) and spread-out means."""
     key = jax.random.key(seed)
@@ -272,7 +272,15 @@ CONV_CASES = [
 ]
 
 
-def _direct_conv1d(x, w, b, stride, padding, dilation, groups):
+def _direct_conv1d(
+    x: np.ndarray | jax.Array,
+    w: np.ndarray | jax.Array,
+    b: np.ndarray | jax.Array,
+    stride: int,
+    padding: int,
+    dilation: int,
+    groups: int,
+) -> np.ndarray:
     """Convolution as explicit sums in numpy (cross-correlation, torch layout)."""
     x = np.pad(np.asarray(x, np.float64), ((0, 0), (0, 0), (padding, padding)))
     w, b = np.asarray(w, np.float64), np.asarray(b, np.float64)
@@ -334,10 +342,11 @@ def test_conv2d_matches_per_row_conv1d() -> None:
 
 
 def test_conv_defaults_and_validation() -> None:
-    layer = Conv2d(1, 2, 3, rngs=nnx.Rngs(0))
+    layer = Conv2d(2, 3, 3, rngs=nnx.Rngs(0))
     assert layer.stride == (1, 1) and layer.padding == (0, 0)
-    assert layer(jnp.ones((1, 1, 5, 5))).shape == (1, 2, 3, 3)
-    assert Conv1d(3, 4, 2, use_bias=False, rngs=nnx.Rngs(0)).bias is None
+    assert layer.dilation == (1, 1) and layer.kernel_size == (3, 3)
+    assert layer(jnp.ones((1, 2, 5, 5))).shape == (1, 3, 3, 3)
+    assert Conv1d(2, 3, 3, use_bias=False, rngs=nnx.Rngs(0)).bias is None
     with pytest.raises(ValueError, match="groups"):
         Conv2d(3, 4, 3, groups=2)
     with pytest.raises(ValueError, match="groups"):
@@ -652,7 +661,9 @@ def test_fixed_twin_shares_the_maths(index: int) -> None:
         lambda: FixedLSTM(10, 4, 5, 3, rngs=nnx.Rngs(0)),
     ],
 )
-def test_fixed_layers_are_deterministic_and_free_of_kl(make) -> None:
+def test_fixed_layers_are_deterministic_and_free_of_kl(
+    make: Callable[[], BayesianModule],
+) -> None:
     layer = make()
     assert isinstance(layer, BayesianModule) and not layer.is_bayesian
     layer.freeze()
