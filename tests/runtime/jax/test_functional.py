@@ -119,7 +119,7 @@ def test_shape_ops_and_normalisation_match_torch() -> None:
 
 
 def test_dropout() -> None:
-    x = jnp.ones((100, 100))
+    x = jnp.asarray(np.ones((100, 100), np.float32))
     assert JF.dropout(x, 0.0) is x
     assert JF.dropout(x, 0.5, deterministic=True) is x
     dropped = np.asarray(JF.dropout(x, 0.25, rngs=nnx.Rngs(dropout=0)))

@@ -32,12 +32,24 @@ from bnnc.runtime.jax import (
 # -- helpers ------------------------------------------------------------------
 def _widen(layer: nnx.Module, seed: int = 0) -> None:
     """Give every posterior a visible spread (sigma ~ 0.3) and spread-out means."""
-    key = jax.random.key(seed)
+    rng = np.random.default_rng(seed)  # numpy: no kernels to compile per shape
     for _, module in nnx.iter_modules(layer):
         if isinstance(module, GaussianDistribution):
-            key, sub = jax.random.split(key)
-            module.mu.set_value(0.5 * jax.random.normal(sub, module.mu.shape))
-            module.rho.set_value(jnp.full(module.rho.shape, -1.0))
+            mu = 0.5 * rng.standard_normal(module.mu.shape)
+            module.mu.set_value(jnp.asarray(mu, jnp.float32))
+            module.rho.set_value(
+                jnp.asarray(np.full(module.rho.shape, -1.0, np.float32))
+            )
+
+
+def _normal(seed: int, shape: tuple[int, ...]) -> np.ndarray:
+    """Standard normal float32 test data (numpy, so nothing is compiled)."""
+    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+def _integers(seed: int, shape: tuple[int, ...], high: int) -> np.ndarray:
+    """Token ids in ``[0, high)`` (numpy)."""
+    return np.random.default_rng(seed).integers(0, high, shape)
 
 
 def _reference_lstm(
@@ -71,17 +83,16 @@ def _layer(name: str) -> tuple[BayesianModule, tuple[jax.Array, ...]]:
 
     The tests reuse these few shapes: each new shape costs JAX a compilation.
     """
-    key = jax.random.key(9)
     if name == "linear":
-        return Linear(4, 3, rngs=nnx.Rngs(0)), (jax.random.normal(key, (2, 4)),)
+        return Linear(4, 3, rngs=nnx.Rngs(0)), (_normal(9, (2, 4)),)
     if name == "conv1d":
-        return Conv1d(2, 3, 3, rngs=nnx.Rngs(1)), (jax.random.normal(key, (2, 2, 7)),)
+        return Conv1d(2, 3, 3, rngs=nnx.Rngs(1)), (_normal(9, (2, 2, 7)),)
     if name == "conv2d":
-        inputs = jax.random.normal(key, (2, 2, 6, 6))
+        inputs = _normal(9, (2, 2, 6, 6))
         return Conv2d(2, 3, 3, rngs=nnx.Rngs(2)), (inputs,)
     if name == "embedding":
-        return Embedding(10, 4, rngs=nnx.Rngs(3)), (jnp.array([[1, 2], [3, 9]]),)
-    ids = jax.random.randint(key, (2, 4, 1), 0, 10)
+        return Embedding(10, 4, rngs=nnx.Rngs(3)), (np.array([[1, 2], [3, 9]]),)
+    ids = _integers(9, (2, 4, 1), 10)
     return LSTM(10, 4, 5, 3, rngs=nnx.Rngs(4)), (ids,)
 
 
@@ -177,7 +188,7 @@ def test_code_written_against_the_reference_runs_unchanged() -> None:
     linear = Linear(4, 3, rngs=nnx.Rngs(0))
     assert linear.weights.shape == (3, 4) and linear.bias.shape == (3,)
     assert linear.is_bayesian and not linear.frozen
-    x = jnp.ones((2, 4))
+    x = np.ones((2, 4))
     # The reference's own forward maths runs on the stored sample.
     np.testing.assert_allclose(linear(x), x @ linear.weights.T + linear.bias, rtol=1e-6)
     linear.freeze()
@@ -186,15 +197,15 @@ def test_code_written_against_the_reference_runs_unchanged() -> None:
     assert num_params == 15 and kl.shape == ()
 
     conv = Conv2d(2, 3, 3, rngs=nnx.Rngs(0))
-    assert conv(jnp.ones((4, 2, 8, 8))).shape == (4, 3, 6, 6)
-    assert Conv1d(2, 3, 3)(jnp.ones((4, 2, 8))).shape == (4, 3, 6)
+    assert conv(np.ones((4, 2, 8, 8))).shape == (4, 3, 6, 6)
+    assert Conv1d(2, 3, 3)(np.ones((4, 2, 8))).shape == (4, 3, 6)
 
     embedding = Embedding(10, 4, padding_idx=0)
-    out = embedding(jnp.array([[0, 5]]))
+    out = embedding(np.array([[0, 5]]))
     assert out.shape == (1, 2, 4) and np.all(np.asarray(out[0, 0]) == 0)
 
     lstm = LSTM(10, 4, 5, 3, rngs=nnx.Rngs(0))
-    y, (h, c) = lstm(jnp.ones((2, 7, 1), jnp.int32))
+    y, (h, c) = lstm(np.ones((2, 7, 1), jnp.int32))
     assert y.shape == (2, 3) and h.shape == c.shape == (2, 5)
     lstm.freeze()
     assert lstm.kl_cost()[1] == 4 * (5 * 9 + 5) + 3 * 5 + 3
@@ -214,7 +225,7 @@ def test_default_rngs_are_shared_so_default_layers_differ() -> None:
 def test_linear_shapes_and_maths() -> None:
     layer = Linear(4, 3, rngs=nnx.Rngs(0))
     _widen(layer)
-    x = jax.random.normal(jax.random.key(0), (5, 2, 4))
+    x = _normal(0, (5, 2, 4))
     y = layer(x)
     assert y.shape == (5, 2, 3)
     # The Sample variables hold exactly the sample the call used.
@@ -225,7 +236,7 @@ def test_linear_shapes_and_maths() -> None:
 def test_linear_without_bias_and_precision() -> None:
     layer = Linear(4, 3, use_bias=False, precision="highest", rngs=nnx.Rngs(0))
     assert layer.bias is None and layer.bias_distribution is None
-    x = jnp.ones((2, 4))
+    x = np.ones((2, 4))
     np.testing.assert_allclose(layer(x), x @ layer.weights[...].T, rtol=1e-6)
     assert layer.kl_cost()[1] == 12
     layer.freeze()
@@ -308,7 +319,7 @@ def test_conv1d_matches_direct_computation(
     layer = Conv1d(4, 8, 3, stride, padding, dilation, groups, rngs=nnx.Rngs(0))
     _widen(layer)
     assert layer.weights.shape == (8, 4 // groups, 3)
-    x = jax.random.normal(jax.random.key(1), (2, 4, 11))
+    x = _normal(1, (2, 4, 11))
     y = layer(x)
     expected = _direct_conv1d(
         x, layer.weights[...], layer.bias[...], stride, padding, dilation, groups
@@ -326,7 +337,7 @@ def test_conv2d_matches_per_row_conv1d() -> None:
     _widen(layer)
     assert layer.kernel_size == (2, 3) and layer.stride == (2, 2)
     assert layer.weights.shape == (6, 2, 2, 3)
-    x = np.asarray(jax.random.normal(jax.random.key(2), (2, 4, 7, 9)))
+    x = np.asarray(_normal(2, (2, 4, 7, 9)))
     y = np.asarray(layer(jnp.asarray(x)))
     w, b = np.asarray(layer.weights[...]), np.asarray(layer.bias[...])
     xp = np.pad(x, ((0, 0), (0, 0), (1, 1), (0, 0)))
@@ -345,7 +356,7 @@ def test_conv_defaults_and_validation() -> None:
     layer = Conv2d(2, 3, 3, rngs=nnx.Rngs(0))
     assert layer.stride == (1, 1) and layer.padding == (0, 0)
     assert layer.dilation == (1, 1) and layer.kernel_size == (3, 3)
-    assert layer(jnp.ones((1, 2, 5, 5))).shape == (1, 3, 3, 3)
+    assert layer(np.ones((1, 2, 5, 5))).shape == (1, 3, 3, 3)
     assert Conv1d(2, 3, 3, use_bias=False, rngs=nnx.Rngs(0)).bias is None
     with pytest.raises(ValueError, match="groups"):
         Conv2d(3, 4, 3, groups=2)
@@ -359,7 +370,7 @@ def test_conv_defaults_and_validation() -> None:
 def test_embedding_lookup_and_padding_idx() -> None:
     layer = Embedding(10, 4, padding_idx=0, rngs=nnx.Rngs(0))
     _widen(layer)
-    ids = jnp.array([[0, 3, 9], [0, 0, 1]])
+    ids = np.array([[0, 3, 9], [0, 0, 1]])
     y = np.asarray(layer(ids))
     assert y.shape == (2, 3, 4)
     expected = np.asarray(layer.weights[...])[np.asarray(ids)]
@@ -371,7 +382,7 @@ def test_embedding_lookup_and_padding_idx() -> None:
 def test_embedding_negative_padding_idx() -> None:
     layer = Embedding(10, 4, padding_idx=-1, rngs=nnx.Rngs(0))
     assert layer.padding_idx == 9
-    assert np.all(np.asarray(layer(jnp.array([9]))) == 0)
+    assert np.all(np.asarray(layer(np.array([9]))) == 0)
 
 
 def test_embedding_max_norm_rescales_like_reference() -> None:
@@ -382,7 +393,7 @@ def test_embedding_max_norm_rescales_like_reference() -> None:
     )
     layer.weights.set_value(jnp.asarray(table))
     layer.freeze()
-    y = np.asarray(layer(jnp.array([0, 1, 2, 4])))
+    y = np.asarray(layer(np.array([0, 1, 2, 4])))
     norms = np.array([5.0, 0.5, 1.0, 3.0])[:, None]
     expected = table[[0, 1, 2, 4]] * np.minimum(1.0 / (norms + 1e-8), 1.0)
     np.testing.assert_allclose(y, expected, rtol=1e-6)
@@ -396,8 +407,8 @@ def test_embedding_max_norm_p1_and_gradients() -> None:
         5, 4, max_norm=0.5, norm_type=1.0, padding_idx=2, rngs=nnx.Rngs(0)
     )
     _widen(layer)
-    ids = jnp.array([0, 1, 2, 4])
-    weights = jax.random.normal(jax.random.key(3), (4, 4))
+    ids = np.array([0, 1, 2, 4])
+    weights = _normal(3, (4, 4))
 
     def loss(model: Embedding) -> jax.Array:
         return jnp.sum(model(ids) * weights)
@@ -416,7 +427,7 @@ def test_embedding_max_norm_p1_and_gradients() -> None:
 
 def test_embedding_scale_grad_by_freq() -> None:
     layer = FixedEmbedding(5, 2, scale_grad_by_freq=True, rngs=nnx.Rngs(0))
-    ids = jnp.array([1, 1, 1, 3])
+    ids = np.array([1, 1, 1, 3])
     grads = nnx.grad(lambda m: jnp.sum(m(ids)))(layer)
     # Row 1 occurs three times (gradient 3, divided by 3), row 3 once.
     np.testing.assert_allclose(grads["weights"][...][1], [1.0, 1.0])
@@ -433,7 +444,7 @@ def test_fixed_embedding() -> None:
     assert np.all(table[1] == 0)
     # N(0, 1) initialisation: 392 values, std within 0.15.
     assert table[2:].std() == pytest.approx(1.0, abs=0.15)
-    y = np.asarray(layer(jnp.array([1, 2, 3])))
+    y = np.asarray(layer(np.array([1, 2, 3])))
     np.testing.assert_array_equal(y[1:], table[2:4])
 
 
@@ -444,7 +455,7 @@ def test_lstm_matches_reference_loop() -> None:
     layer = LSTM(10, 4, 5, 3, rngs=nnx.Rngs(0))
     _widen(layer)
     layer.freeze()
-    ids = np.asarray(jax.random.randint(jax.random.key(5), (2, 5, 1), 0, 10))
+    ids = np.asarray(_integers(5, (2, 5, 1), 10))
     y, (h, c) = layer(jnp.asarray(ids))
     expected = _reference_lstm(
         ids[..., 0], np.asarray(layer.embedding.weights[...]), layer
@@ -460,7 +471,7 @@ def test_lstm_init_states_continue_a_sequence() -> None:
     layer = LSTM(10, 4, 5, 3, rngs=nnx.Rngs(0))
     _widen(layer)
     layer.freeze()
-    ids = jax.random.randint(jax.random.key(6), (2, 6), 0, 10)
+    ids = _integers(6, (2, 6), 10)
     y_full, (h_full, c_full) = layer(ids)
     _, state = layer(ids[:, :3])
     y_split, (h_split, c_split) = layer(ids[:, 3:], state)
@@ -484,7 +495,7 @@ def test_fixed_lstm_matches_reference_loop() -> None:
     layer = FixedLSTM(10, 4, 5, 3, rngs=nnx.Rngs(0))
     bound = 1.0 / math.sqrt(5)
     assert np.abs(layer.wf[...]).max() <= bound and np.abs(layer.bi[...]).max() <= bound
-    ids = np.asarray(jax.random.randint(jax.random.key(7), (3, 4, 1), 0, 10))
+    ids = np.asarray(_integers(7, (3, 4, 1), 10))
     y, (h, c) = layer(jnp.asarray(ids))
     expected = _reference_lstm(
         ids[..., 0], np.asarray(layer.embedding.weights[...]), layer
@@ -518,7 +529,7 @@ def test_same_seed_same_samples() -> None:
     b = Linear(4, 3, rngs=nnx.Rngs(0, sample=1))
     c = Linear(4, 3, rngs=nnx.Rngs(0, sample=2))
     _widen(a), _widen(b), _widen(c)
-    x = jnp.ones((1, 4))
+    x = np.ones((1, 4))
     assert np.array_equal(a(x), b(x))
     assert not np.array_equal(b(x), c(x))
 
@@ -563,9 +574,9 @@ def test_freeze_samples_missing_weights_and_frozen_none_raises() -> None:
     assert layer.weights is not None and layer.weights.shape == (3, 4)
     layer.bias = None
     with pytest.raises(ValueError, match="frozen with undefined weights and/or bias"):
-        layer(jnp.ones((1, 4)))
+        layer(np.ones((1, 4)))
     layer.unfreeze()
-    assert layer(jnp.ones((1, 4))).shape == (1, 3)
+    assert layer(np.ones((1, 4))).shape == (1, 3)
     assert isinstance(layer.bias, Sample)
 
 
@@ -614,26 +625,26 @@ def test_grouped_conv_and_lstm_embedding_counts() -> None:
 def _fixed_pairs() -> list[tuple[BayesianModule, BayesianModule, jax.Array]]:
     r = nnx.Rngs
     return [
-        (Linear(4, 3, rngs=r(0)), FixedLinear(4, 3, rngs=r(1)), jnp.ones((2, 4))),
+        (Linear(4, 3, rngs=r(0)), FixedLinear(4, 3, rngs=r(1)), np.ones((2, 4))),
         (
             Conv1d(2, 3, 3, 2, 1, rngs=r(0)),
             FixedConv1d(2, 3, 3, 2, 1, rngs=r(1)),
-            jnp.linspace(-1, 1, 28).reshape(2, 2, 7),
+            np.linspace(-1, 1, 28).reshape(2, 2, 7),
         ),
         (
             Conv2d(2, 3, 3, 1, 1, rngs=r(0)),
             FixedConv2d(2, 3, 3, 1, 1, rngs=r(1)),
-            jnp.linspace(-1, 1, 100).reshape(2, 2, 5, 5),
+            np.linspace(-1, 1, 100).reshape(2, 2, 5, 5),
         ),
         (
             Embedding(10, 4, 0, rngs=r(0)),
             FixedEmbedding(10, 4, 0, rngs=r(1)),
-            jnp.array([[0, 4, 9]]),
+            np.array([[0, 4, 9]]),
         ),
         (
             LSTM(10, 4, 5, 3, rngs=r(0)),
             FixedLSTM(10, 4, 5, 3, rngs=r(1)),
-            jnp.array([[1, 2, 3], [4, 5, 6]]),
+            np.array([[1, 2, 3], [4, 5, 6]]),
         ),
     ]
 

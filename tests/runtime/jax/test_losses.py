@@ -33,8 +33,9 @@ def _mse(outputs: jax.Array, targets: jax.Array) -> jax.Array:
     return jnp.mean(jnp.square(outputs - targets))
 
 
-X = jnp.linspace(-1.0, 1.0, 20).reshape(5, 4)
-TARGETS = jnp.linspace(0.0, 1.0, 5).reshape(5, 1)
+# numpy data: JAX compiles nothing to build it.
+X = np.linspace(-1.0, 1.0, 20, dtype=np.float32).reshape(5, 4)
+TARGETS = np.linspace(0.0, 1.0, 5, dtype=np.float32).reshape(5, 1)
 
 
 def test_kl_loss_divides_by_the_total_parameter_count() -> None:
@@ -122,7 +123,7 @@ def test_elbo_monte_carlo_with_several_inputs() -> None:
 
     elbo = ELBOLoss(_mse, num_samples=2)
     loss = elbo.monte_carlo(
-        _Pair(), (jnp.ones((3, 2)), jnp.ones((3, 2))), jnp.zeros((3, 1))
+        _Pair(), (np.ones((3, 2), np.float32),) * 2, np.zeros((3, 1), np.float32)
     )
     assert loss.shape == () and np.isfinite(loss)
     with pytest.raises(ValueError, match="num_samples"):

@@ -28,6 +28,11 @@ from bnnc.runtime.jax import (
 )
 
 
+def _full(shape: tuple[int, ...], value: float) -> jax.Array:
+    """``jnp.full`` without compiling a kernel per shape."""
+    return jnp.asarray(np.full(shape, value, np.float32))
+
+
 class _Scripted(nnx.Module):
     """Returns the given outputs in turn, ignoring its input (Python loop only)."""
 
@@ -51,7 +56,7 @@ class _Net(nnx.Module):
         return self.head(jax.nn.relu(self.fixed(x)))
 
 
-X = jnp.linspace(-2.0, 2.0, 20).reshape(5, 4)
+X = np.linspace(-2.0, 2.0, 20, dtype=np.float32).reshape(5, 4)
 
 
 def _patch_mc_samples(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -86,13 +91,11 @@ def test_mc_samples_are_fresh_draws_and_leave_the_model_alone() -> None:
 
 def test_vectorised_mc_samples_match_a_python_loop_in_distribution() -> None:
     layer = Linear(1, 1, rngs=nnx.Rngs(0))
-    layer.weights_distribution.mu.set_value(jnp.full((1, 1), 0.5))
-    layer.weights_distribution.rho.set_value(
-        jnp.full((1, 1), math.log(math.expm1(0.2)))
-    )
-    layer.bias_distribution.mu.set_value(jnp.full((1,), -1.0))
-    layer.bias_distribution.rho.set_value(jnp.full((1,), math.log(math.expm1(0.1))))
-    x = jnp.full((1, 1), 2.0)
+    layer.weights_distribution.mu.set_value(_full((1, 1), 0.5))
+    layer.weights_distribution.rho.set_value(_full((1, 1), math.log(math.expm1(0.2))))
+    layer.bias_distribution.mu.set_value(_full((1,), -1.0))
+    layer.bias_distribution.rho.set_value(_full((1,), math.log(math.expm1(0.1))))
+    x = _full((1, 1), 2.0)
     # Output ~ N(2 * 0.5 - 1, (2 * 0.2)^2 + 0.1^2) = N(0, 0.17).
     vectorised = np.asarray(mc_samples(layer, x, num_samples=4000)).ravel()
     looped = np.asarray(mc_samples(layer, x, num_samples=300, vectorize=False)).ravel()
@@ -107,14 +110,14 @@ def test_vectorised_mc_samples_match_a_python_loop_in_distribution() -> None:
 
 def test_mc_samples_takes_first_element_of_tuple_outputs() -> None:
     lstm = LSTM(10, 4, 5, 3, rngs=nnx.Rngs(0))
-    ids = jnp.ones((2, 4, 1), jnp.int32)
+    ids = np.ones((2, 4, 1), np.int32)
     assert mc_samples(lstm, ids, num_samples=3).shape == (3, 2, 3)
 
 
 def test_predictive_mean_std_hand_computed(monkeypatch: pytest.MonkeyPatch) -> None:
     _patch_mc_samples(monkeypatch)
     model = _Scripted([[1.0, 10.0], [3.0, 10.0], [5.0, 10.0], [7.0, 10.0]])
-    mean, std = predictive_mean_std(model, jnp.zeros(1), num_samples=4)
+    mean, std = predictive_mean_std(model, np.zeros(1, np.float32), num_samples=4)
     assert model.calls == 4
     np.testing.assert_allclose(mean, [4.0, 10.0])
     # Population std of 1, 3, 5, 7: sqrt(5).
@@ -124,12 +127,12 @@ def test_predictive_mean_std_hand_computed(monkeypatch: pytest.MonkeyPatch) -> N
 def test_predictive_probs_is_the_mean_softmax(monkeypatch: pytest.MonkeyPatch) -> None:
     _patch_mc_samples(monkeypatch)
     logits = [[0.0, 0.0], [math.log(3.0), 0.0]]  # softmax: [.5, .5] and [.75, .25]
-    probs = predictive_probs(_Scripted(logits), jnp.zeros(1), num_samples=2)
+    probs = predictive_probs(_Scripted(logits), np.zeros(1, np.float32), num_samples=2)
     np.testing.assert_allclose(probs, [0.625, 0.375], rtol=1e-6)
 
 
 def test_entropies_and_mutual_information_hand_computed() -> None:
-    assert float(predictive_entropy(jnp.full((4,), 0.25))) == pytest.approx(math.log(4))
+    assert float(predictive_entropy(_full((4,), 0.25))) == pytest.approx(math.log(4))
     assert float(predictive_entropy(jnp.array([1.0, 0.0, 0.0]))) == 0.0
     samples = jnp.array([[0.5, 0.5], [1.0, 0.0]])
     assert float(expected_entropy(samples)) == pytest.approx(math.log(2) / 2)
@@ -144,7 +147,9 @@ def test_classification_uncertainty_decomposes_entropy(
 ) -> None:
     _patch_mc_samples(monkeypatch)
     logits = [[10.0, -10.0], [-10.0, 10.0]]  # two confident, opposite samples
-    result = classification_uncertainty(_Scripted(logits), jnp.zeros(1), num_samples=2)
+    result = classification_uncertainty(
+        _Scripted(logits), np.zeros(1, np.float32), num_samples=2
+    )
     assert isinstance(result, ClassificationUncertainty)
     np.testing.assert_allclose(result.probs, [0.5, 0.5], rtol=1e-6)
     assert float(result.predictive_entropy) == pytest.approx(math.log(2))

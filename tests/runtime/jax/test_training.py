@@ -38,8 +38,8 @@ def _mse(outputs: jax.Array, targets: jax.Array) -> jax.Array:
     return jnp.mean(jnp.square(outputs - targets))
 
 
-X = jnp.linspace(-1.0, 1.0, 32).reshape(8, 4)
-Y = jnp.sum(X, axis=1, keepdims=True)
+X = np.linspace(-1.0, 1.0, 32, dtype=np.float32).reshape(8, 4)
+Y = X.sum(axis=1, keepdims=True)
 ELBO = ELBOLoss(_mse, num_samples=2, kl_weight=1e-3)
 
 
