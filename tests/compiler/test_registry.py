@@ -25,9 +25,11 @@ def test_every_op_has_an_emitter(backend: str) -> None:
     assert not extra, f"{backend} has emitters for unknown ops {extra}"
 
 
+@pytest.mark.parametrize("runtime", ["torch", "jax"])
 @pytest.mark.parametrize("op", layers(), ids=lambda op: op.name)
-def test_torch_runtime_layers_take_the_registry_arguments(op) -> None:
-    bnn = pytest.importorskip("bnnc.runtime.torch")
+def test_runtime_layers_take_the_registry_arguments(op, runtime: str) -> None:
+    pytest.importorskip(runtime)
+    bnn = pytest.importorskip(f"bnnc.runtime.{runtime}")
     for name in (op.name, f"Fixed{op.name}"):
         cls = getattr(bnn, name)
         signature = inspect.signature(cls.__init__)
