@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from bnnc.compiler.symbolic import Size
-from bnnc.compiler.types import TensorType, Unknown
+from bnnc.compiler.types import DistType, TensorType, Unknown
 
 ArgKind = Literal[
     "size",  # a positive integer, possibly depending on parameters
@@ -25,7 +25,7 @@ ArgKind = Literal[
     "dim",  # a tensor axis, negative allowed
     "shape",  # a tuple of sizes, one of them may be -1
 ]
-OpKind = Literal["layer", "function"]
+OpKind = Literal["layer", "function", "head"]
 
 
 class _Required:
@@ -138,6 +138,11 @@ def register(op: Op) -> Op:
 def layers() -> list[Op]:
     """Every layer op, in registry order."""
     return [op for op in REGISTRY.values() if op.kind == "layer"]
+
+
+def heads() -> list[Op]:
+    """Every output head, in registry order."""
+    return [op for op in REGISTRY.values() if op.kind == "head"]
 
 
 def functions() -> list[Op]:
@@ -808,5 +813,78 @@ for _name in ("mean", "sum"):
             summary=f"{_name.capitalize()} over axis `dim`.",
             args=(Arg("dim", "dim"), Arg("keepdim", "bool", default=False)),
             infer=_reduce_infer(_name),
+        )
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Output heads: features -> a distribution and a differentiable sample
+# --------------------------------------------------------------------------------------
+
+
+def head_event_size(op: Op, features: Size) -> Size:
+    """The head's ``in_dim``: the sample size given the input's last dim."""
+    return features // 2 if op.name == "Normal" else features
+
+
+def _head_infer(kind: str) -> Infer:
+    def infer(bound: Bound, inputs: Sequence[TensorType]) -> DistType:  # type: ignore[override]
+        (x,) = inputs
+        expect_min_rank(x, 1, kind)
+        expect_float(x, kind)
+        features = x.dims[-1]
+        lead = x.dims[:-1]
+        known = bound.known(features)
+        if kind == "Normal":
+            if known is not None and known % 2:
+                raise ShapeError(
+                    "BNN402",
+                    f"Normal head needs an even number of features (mean and "
+                    f"scale halves), got {known}",
+                    "make the last layer output 2 * the event size",
+                )
+            event = features // 2
+            part = x.with_dims((*lead, event))
+            return DistType(kind, (("mean", part), ("std", part), ("stoch", part)))
+        groups = bound.size("groups")
+        known_groups = bound.known(groups)
+        if known is not None and known_groups is not None and known % known_groups:
+            raise ShapeError(
+                "BNN303",
+                f"{kind} head: {known} features cannot be split into {known_groups} "
+                "groups",
+                arg="groups",
+            )
+        grouped = x.with_dims((*lead, groups, features // groups))
+        flat = x.with_dims((*lead, features))
+        return DistType(
+            kind, (("logits", grouped), ("probs", grouped), ("stoch", flat))
+        )
+
+    return infer
+
+
+register(
+    Op(
+        name="Normal",
+        kind="head",
+        summary="Gaussian head: first half of the features is the mean, the second "
+        "the scale (softplus); returns mean, std and a reparameterised sample.",
+        args=(),
+        infer=_head_infer("Normal"),  # type: ignore[arg-type]
+    )
+)
+for _name, _what in (("Categorical", "one-hot"), ("Bernoulli", "binary")):
+    register(
+        Op(
+            name=_name,
+            kind="head",
+            summary=f"{_name} head over `groups` groups of the features; returns "
+            f"logits, probs and a straight-through {_what} sample.",
+            args=(
+                Arg("groups", "size", default=1, minimum=1, doc="independent groups"),
+                Arg("spherical", "bool", default=False, doc="project samples"),
+            ),
+            infer=_head_infer(_name),  # type: ignore[arg-type]
         )
     )

@@ -42,13 +42,35 @@ class TensorType:
 
 
 @dataclass(frozen=True)
+class DistType:
+    """What an output head returns: a distribution's tensors and a sample.
+
+    ``kind`` is ``Normal``, ``Categorical`` or ``Bernoulli``; ``fields`` holds
+    the container's tensors (``mean``/``std``/``stoch`` or
+    ``logits``/``probs``/``stoch``).
+    """
+
+    kind: str
+    fields: tuple[tuple[str, TensorType], ...]
+
+    def field(self, name: str) -> TensorType | None:
+        """The type of one of the container's tensors."""
+        return dict(self.fields).get(name)
+
+    def describe(self) -> str:
+        """``Normal[B, 1]`` (the sample's shape)."""
+        stoch = dict(self.fields)["stoch"]
+        return f"{self.kind}{stoch.shape_text()}"
+
+
+@dataclass(frozen=True)
 class RecordType:
     """The named outputs of a network with several outputs."""
 
     network: str
-    fields: tuple[tuple[str, TensorType], ...]
+    fields: tuple[tuple[str, TensorType | DistType], ...]
 
-    def field(self, name: str) -> TensorType | None:
+    def field(self, name: str) -> TensorType | DistType | None:
         """The type of one named output."""
         return dict(self.fields).get(name)
 
@@ -58,7 +80,7 @@ class RecordType:
         return f"({inner})"
 
 
-ValueType = TensorType | RecordType
+ValueType = TensorType | RecordType | DistType
 
 
 @dataclass(frozen=True)

@@ -758,7 +758,7 @@ class Lowering:
             arguments = self.arguments(item.children, layer=True)
             x = ir.Name(span=span, id="x")
             registered = REGISTRY.get(op)
-            if registered is not None and registered.kind == "function":
+            if registered is not None and registered.kind in ("function", "head"):
                 if fixed_token is not None:
                     self.error(
                         "BNN306",
@@ -804,12 +804,22 @@ class Lowering:
             statements.append(ir.Assign(span=span, target="x", value=value))
         inputs: list[ir.Input] = []
         if items:
+            last = statements[-1] if statements else None
+            if (
+                isinstance(last, ir.Assign)
+                and isinstance(last.value, ir.Call)
+                and getattr(REGISTRY.get(last.value.func), "kind", None) == "head"
+            ):
+                # An output head ends the chain: `..., Linear(h, 2), Normal`
+                # returns the head's distribution.
+                statements.pop()
+                returned: ir.Expr = last.value
+            else:
+                returned = ir.Name(span=spans[-1], id="x")
             statements.append(
                 ir.Return(
                     span=spans[-1],
-                    outputs=[
-                        ir.Output(span=spans[-1], value=ir.Name(span=spans[-1], id="x"))
-                    ],
+                    outputs=[ir.Output(span=spans[-1], value=returned)],
                 )
             )
             first_input = self.sequential_input(

@@ -142,7 +142,7 @@ class JaxGenerator(Generator):
             lines += ["self.rngs = rngs", "self.deterministic = False"]
         return lines
 
-    def layer_extra_arguments(self, info: LayerInfo) -> list[str]:
+    def layer_extra_arguments(self, info: LayerInfo | None) -> list[str]:
         return ["rngs=rngs"]
 
     def network_extra_arguments(self) -> list[str]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from bnnc.compiler import ir
-from bnnc.compiler.check.results import LayerInfo, NetworkInfo
+from bnnc.compiler.check.results import HeadInfo, LayerInfo, NetworkInfo
 from bnnc.compiler.check.values import (
     AUTO,
     EvalError,
@@ -23,9 +23,17 @@ from bnnc.compiler.check.values import (
     reserved_reason,
 )
 from bnnc.compiler.diagnostics import DiagnosticSink, did_you_mean
-from bnnc.compiler.registry import REGISTRY, REQUIRED, Arg, Bound, Op, ShapeError
+from bnnc.compiler.registry import (
+    REGISTRY,
+    REQUIRED,
+    Arg,
+    Bound,
+    Op,
+    ShapeError,
+    head_event_size,
+)
 from bnnc.compiler.symbolic import Size
-from bnnc.compiler.types import RecordType, TensorType, ValueType
+from bnnc.compiler.types import DistType, RecordType, TensorType, ValueType
 
 if TYPE_CHECKING:
     from bnnc.compiler.check.program import Scope
@@ -302,7 +310,11 @@ class NetworkChecker:
                 )
                 ok = False
                 continue
-            value = self._tensor_expression(output.value)
+            head = self._head_op(output.value)
+            if head is not None:
+                value = self._head(head, output.value, output.name)  # type: ignore[arg-type]
+            else:
+                value = self._tensor_expression(output.value)
             if value is None:
                 ok = False
             elif isinstance(value, RecordType):
@@ -317,11 +329,56 @@ class NetworkChecker:
                 outputs.append((output.name, value))
         return outputs if ok else None
 
+    def _head_op(self, expr: ir.Expr) -> Op | None:
+        """The head op ``expr`` calls, if it is a call of an output head."""
+        if isinstance(expr, ir.Call) and expr.func not in self.layers:
+            op = REGISTRY.get(expr.func)
+            if op is not None and op.kind == "head":
+                return op
+        return None
+
+    def _head(self, op: Op, expr: ir.Call, output: str | None) -> ValueType | None:
+        """Check an output head in ``return`` and record it for the backends."""
+        if not expr.args:
+            self.sink.error(
+                "BNN205",
+                f"`{op.name}` head needs the features to turn into a distribution",
+                expr.span,
+                f"e.g. `return {op.name}(h)`",
+            )
+            return None
+        features = self._expression(expr.args[0])
+        values = bind_arguments(
+            f"`{op.name}` head",
+            op.args,
+            expr.args[1:],
+            expr.kwargs,
+            expr.span,
+            self.evaluate,
+            self.sink,
+        )
+        if features is None or values is None:
+            return None
+        if not isinstance(features, TensorType):
+            self.sink.error(
+                "BNN301",
+                f"`{op.name}` head takes a tensor of features",
+                expr.args[0].span or expr.span,
+            )
+            return None
+        result = self._infer(op, values, [features], expr, f"`{op.name}` head: ")
+        if result is not None and self.info is not None:
+            attribute = "_head" if output is None else f"_{output}_head"
+            self.info.heads[id(expr)] = HeadInfo(
+                attribute, op, expr, head_event_size(op, features.dims[-1]), expr.span
+            )
+        return result
+
     # ------------------------------------------------------------------------------
     def _tensor_expression(self, expr: ir.Expr) -> ValueType | None:
         """Type of a forward expression that must be a tensor (or record)."""
         result = self._expression(expr)
-        if result is None or isinstance(result, TensorType | RecordType):
+        if result is None or isinstance(result, TensorType | RecordType | DistType):
             return result
         self.sink.error(
             "BNN301",
@@ -443,6 +500,15 @@ class NetworkChecker:
         op = REGISTRY.get(func)
         if op is not None and op.kind == "function":
             return self._function_call(op, expr)
+        if op is not None and op.kind == "head":
+            self._touch(expr, include_callee=False)
+            self.sink.error(
+                "BNN301",
+                f"`{func}` is an output head: it can only be returned",
+                name_span(expr.span, func),
+                f"e.g. `return {func}(h)` or `return (y={func}(h), ...)`",
+            )
+            return None
         if op is not None or self.scope.lookup(self.program, func) is not None:
             self._touch(expr, include_callee=False)
             self.sink.error(
@@ -474,6 +540,20 @@ class NetworkChecker:
         target = self._expression(expr.value)
         if target is None:
             return None
+        if isinstance(target, DistType):
+            found = target.field(expr.name)
+            if found is None:
+                names = [n for n, _ in target.fields]
+                self.sink.error(
+                    "BNN201",
+                    f"a `{target.kind}` head has no field `{expr.name}`",
+                    expr.name_span or expr.span,
+                    *(
+                        did_you_mean(expr.name, names)
+                        or (f"fields: {', '.join(names)}",)
+                    ),
+                )
+            return found
         if not isinstance(target, RecordType):
             self.sink.error(
                 "BNN301",
@@ -641,6 +721,14 @@ class NetworkChecker:
         self, op: Op, inputs: list[ValueType], values: dict[str, Value], expr: ir.Expr
     ) -> ValueType | None:
         for value in inputs:
+            if isinstance(value, DistType):
+                self.sink.error(
+                    "BNN301",
+                    f"`{op.name}` takes tensors, got a `{value.kind}` distribution",
+                    expr.span,
+                    f"pick a tensor, e.g. `.{value.fields[0][0]}` or `.stoch`",
+                )
+                return None
             if isinstance(value, RecordType):
                 self.sink.error(
                     "BNN301",
@@ -655,7 +743,7 @@ class NetworkChecker:
     def _is_tensor_expression(self, expr: ir.Expr) -> bool:
         if isinstance(expr, ir.Name):
             return expr.id not in self.params
-        if isinstance(expr, ir.Call):
+        if isinstance(expr, ir.Call | ir.Attribute):
             return True
         if isinstance(expr, ir.BinOp):
             return self._is_tensor_expression(expr.left) or self._is_tensor_expression(

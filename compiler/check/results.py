@@ -27,6 +27,17 @@ class LayerInfo:
     posterior: dict[str, float]  # effective posterior (mu_init, rho_init)
 
 
+@dataclass(frozen=True)
+class HeadInfo:
+    """An output head: the attribute holding it, its op, options and in_dim."""
+
+    attribute: str  # e.g. `_head` or `_mean_head`
+    op: Op
+    call: ir.Call
+    in_dim: Size
+    span: ir.Span | None
+
+
 @dataclass
 class NetworkInfo:
     """A checked network: layers, value types, outputs."""
@@ -38,6 +49,7 @@ class NetworkInfo:
     values: dict[str, ValueType] = field(default_factory=dict)
     outputs: list[tuple[str | None, ValueType]] = field(default_factory=list)
     forward_params: list[str] = field(default_factory=list)  # params read in forward
+    heads: dict[int, HeadInfo] = field(default_factory=dict)  # by id() of the call
     # Types of every expression node in forward, by id(), for emitters that need them.
     expression_types: dict[int, ValueType] = field(default_factory=dict)
 

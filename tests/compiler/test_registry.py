@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from bnnc.compiler.backends import BACKENDS
-from bnnc.compiler.registry import REGISTRY, functions, layers
+from bnnc.compiler.backends.base import HEAD_DISTS
+from bnnc.compiler.registry import REGISTRY, functions, heads, layers
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -20,6 +21,7 @@ def test_every_op_has_an_emitter(backend: str) -> None:
         op.name for op in functions() if op.name not in generator.function_emitters
     ]
     missing += [op.name for op in layers() if op.name not in generator.layer_classes]
+    missing += [op.name for op in heads() if op.name not in HEAD_DISTS]
     assert not missing, f"{backend} backend lacks emitters for {missing}"
     extra = set(generator.function_emitters) - {op.name for op in functions()}
     assert not extra, f"{backend} has emitters for unknown ops {extra}"
@@ -43,7 +45,7 @@ def test_runtime_layers_take_the_registry_arguments(op, runtime: str) -> None:
 def test_registry_entries_are_documented() -> None:
     for op in REGISTRY.values():
         assert op.summary.strip(), op.name
-        assert op.kind in ("layer", "function")
+        assert op.kind in ("layer", "function", "head")
         if op.kind == "layer":
             assert op.sequential_input is not None, op.name
 
