@@ -8,6 +8,7 @@ frozen at those samples, and outputs, KL costs and parameter counts must agree
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -74,6 +75,24 @@ OP_CASES: dict[str, str] = {
         forward { return concat(a(t), b(t), dim=1) }
     }""",
 }
+# Heads: compared on their deterministic tensors (mean/std, logits/probs).
+OP_CASES["Normal"] = """network Case {
+    input x: Tensor[B, 5]
+    layers { a = Linear(5, 6) }
+    forward { return Normal(a(x)) }
+}"""
+OP_CASES["Categorical"] = """network Case {
+    input x: Tensor[B, 5]
+    layers { a = Linear(5, 6)  b = Linear(5, 4) }
+    forward {
+        return (c=Categorical(a(x), groups=2), s=Categorical(b(x), spherical=true))
+    }
+}"""
+OP_CASES["Bernoulli"] = """network Case {
+    input x: Tensor[B, 5]
+    layers { a = Linear(5, 6)  b = Linear(5, 4) }
+    forward { return (b=Bernoulli(a(x), groups=3), s=Bernoulli(b(x), spherical=true)) }
+}"""
 _ELEMENTWISE = {
     "relu": "relu(x)",
     "gelu": "gelu(x)",
@@ -167,16 +186,23 @@ def _vocabulary(model: torch.nn.Module) -> int:
 
 
 def _flat(result: object, info: NetworkInfo) -> list[np.ndarray]:
+    """Output arrays; a head's container gives its deterministic tensors."""
     if len(info.outputs) == 1 and info.outputs[0][0] is None:
-        return [np.asarray(result.detach() if hasattr(result, "detach") else result)]
-    return [
-        np.asarray(
-            getattr(result, name).detach()
-            if hasattr(getattr(result, name), "detach")
-            else getattr(result, name)
-        )
-        for name, _ in info.outputs
-    ]
+        values = [result]
+    else:
+        values = [getattr(result, name) for name, _ in info.outputs]
+    arrays = []
+    for value in values:
+        if dataclasses.is_dataclass(value):  # NormalStoch, CategoricalStoch, ...
+            parts = [
+                getattr(value, f.name)
+                for f in dataclasses.fields(value)
+                if f.name != "stoch"  # sampled with each framework's own noise
+            ]
+        else:
+            parts = [value]
+        arrays += [np.asarray(p.detach() if hasattr(p, "detach") else p) for p in parts]
+    return arrays
 
 
 def assert_parity(source: ir.Program | Path, network: str) -> None:
