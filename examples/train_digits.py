@@ -15,11 +15,9 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import itertools
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -27,28 +25,11 @@ from typing import Any
 import numpy as np
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
-from tqdm import tqdm
 
-import bnnc
-from bnnc.compiler import api
 from bnnc.compiler.diagnostics import CompileError
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def compile_model(spec: Path, backend: str, out_dir: Path) -> ModuleType:
-    """Compile ``spec`` for ``backend`` into ``out_dir`` and import the module."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    target = out_dir / f"{spec.stem}_{backend}.py"
-    api.write_atomically(target, bnnc.compile(spec, backend=backend))
-    print(f"compiled {spec.name} -> {target} ({backend})")
-    module_spec = importlib.util.spec_from_file_location(target.stem, target)
-    if module_spec is None or module_spec.loader is None:
-        raise SystemExit(f"cannot import {target}")
-    module = importlib.util.module_from_spec(module_spec)
-    sys.modules[module_spec.name] = module
-    module_spec.loader.exec_module(module)
-    return module
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from runner import ROOT, batches, compile_model, run_epochs
 
 
 def digits_data(seed: int) -> tuple[np.ndarray, ...]:
@@ -64,12 +45,6 @@ def digits_data(seed: int) -> tuple[np.ndarray, ...]:
             stratify=digits.target,
         )
     )
-
-
-def batches(n: int, size: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """A shuffled epoch of index batches."""
-    order = rng.permutation(n)
-    return [order[i : i + size] for i in range(0, n, size)]
 
 
 def train_torch(module: ModuleType, args: argparse.Namespace, data: tuple) -> dict:
@@ -95,7 +70,7 @@ def train_torch(module: ModuleType, args: argparse.Namespace, data: tuple) -> di
             optimizer.step()
         return loss.item()
 
-    run_epochs(epoch, args)
+    run_epochs(epoch, args.epochs, args.seed)
     model.eval()
     noise = torch.from_numpy(noise_images(len(x_test)))
     return {
@@ -139,7 +114,7 @@ def train_jax(module: ModuleType, args: argparse.Namespace, data: tuple) -> dict
             loss = step(model, optimizer, x_train[index], y_train[index])
         return float(loss)
 
-    run_epochs(epoch, args)
+    run_epochs(epoch, args.epochs, args.seed)
     model.eval()
     noise = jnp.asarray(noise_images(len(x_test)))
     return {
@@ -151,17 +126,6 @@ def train_jax(module: ModuleType, args: argparse.Namespace, data: tuple) -> dict
         ),
         "labels": np.asarray(y_test),
     }
-
-
-def run_epochs(epoch: Callable[[np.random.Generator], float], args: Any) -> None:
-    """Run the epochs with a progress bar showing the last batch's loss."""
-    rng = np.random.default_rng(args.seed)
-    with tqdm(
-        total=args.epochs, desc="training", unit="epoch", file=sys.stdout, ncols=80
-    ) as bar:
-        for _ in range(args.epochs):
-            bar.set_postfix(loss=f"{epoch(rng):.3f}")
-            bar.update()
 
 
 def noise_images(n: int) -> np.ndarray:

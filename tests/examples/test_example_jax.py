@@ -6,6 +6,7 @@ agreement between the two backends is ``tests/parity``.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import pytest
 
 import bnnc
 from bnnc.compiler.check import NetworkInfo
+from bnnc.compiler.types import DistType
 
 jax = pytest.importorskip("jax")
 nnx = pytest.importorskip("flax.nnx")
@@ -90,7 +92,25 @@ def _vocabulary(model: nnx.Module) -> int:
 
 
 def _leaves(result: object) -> list[jax.Array]:
-    return list(result) if isinstance(result, tuple) else [result]
+    """Output arrays in order; a head's container gives all its fields."""
+    values = list(result) if isinstance(result, tuple) else [result]
+    arrays = []
+    for value in values:
+        if dataclasses.is_dataclass(value):
+            arrays += [getattr(value, f.name) for f in dataclasses.fields(value)]
+        else:
+            arrays.append(value)
+    return arrays
+
+
+def _expected(info: NetworkInfo) -> list[object]:
+    types: list[object] = []
+    for _, value in info.outputs:
+        if isinstance(value, DistType):
+            types += [tensor for _, tensor in value.fields]
+        else:
+            types.append(value)
+    return types
 
 
 @pytest.mark.parametrize("path", FILES)
@@ -122,7 +142,7 @@ def test_jax_network_runs_samples_and_differentiates_under_jit(
     inputs = _inputs(info, _vocabulary(model))
     model.eval()
     first, second = _leaves(model(*inputs)), _leaves(model(*inputs))
-    for value, (_, expected) in zip(first, info.outputs, strict=True):
+    for value, expected in zip(first, _expected(info), strict=True):
         assert list(value.shape) == _concrete(expected, info)
         assert bool(jnp.isfinite(value).all())
     assert any(

@@ -10,6 +10,7 @@ the shapes the checker inferred, finite non-zero gradients for every variational
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import inspect
 import os
@@ -25,7 +26,7 @@ import torch
 import bnnc
 from bnnc.compiler.check import CheckedProgram, NetworkInfo
 from bnnc.compiler.diagnostics import CompileError
-from bnnc.compiler.types import TensorType
+from bnnc.compiler.types import DistType, TensorType
 from bnnc.runtime import torch as bnn
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -166,13 +167,35 @@ def _inputs(
 
 
 def _outputs(info: NetworkInfo, result: object) -> dict[str, torch.Tensor]:
-    """The model's outputs by name ('' for a single unnamed output)."""
+    """The model's output tensors by name ('' for a single unnamed output).
+
+    An output head's container contributes one entry per field, `name.field`.
+    """
     if len(info.outputs) == 1 and info.outputs[0][0] is None:
-        assert isinstance(result, torch.Tensor)
-        return {"": result}
-    values = {name: getattr(result, name) for name, _ in info.outputs}
-    assert isinstance(result, tuple) and len(result) == len(values)
-    return values
+        values = {"": result}
+    else:
+        assert isinstance(result, tuple) and len(result) == len(info.outputs)
+        values = {name: getattr(result, name) for name, _ in info.outputs}
+    tensors: dict[str, torch.Tensor] = {}
+    for name, value in values.items():
+        if isinstance(value, torch.Tensor):
+            tensors[name] = value
+        else:  # NormalStoch / CategoricalStoch / BernoulliStoch
+            for field in dataclasses.fields(value):
+                tensors[f"{name}.{field.name}"] = getattr(value, field.name)
+    return tensors
+
+
+def _expected(info: NetworkInfo) -> dict[str, TensorType]:
+    """The checker's type of every output tensor, keyed like :func:`_outputs`."""
+    types: dict[str, TensorType] = {}
+    for name, value in info.outputs:
+        if isinstance(value, DistType):
+            for field, tensor in value.fields:
+                types[f"{name or ''}.{field}"] = tensor
+        else:
+            types[name or ""] = value
+    return types
 
 
 def _make(
@@ -247,9 +270,10 @@ def test_output_shapes_match_the_checker(
     inputs = _inputs(info, params, model)
     model.eval()
     outputs = _outputs(info, model(*inputs))
-    for output_name, expected in info.outputs:
-        assert isinstance(expected, TensorType), expected
-        value = outputs[output_name or ""]
+    expected_types = _expected(info)
+    assert outputs.keys() == expected_types.keys()
+    for output_name, expected in expected_types.items():
+        value = outputs[output_name]
         assert list(value.shape) == _concrete(expected, params), output_name
         assert value.dtype == getattr(torch, expected.dtype)
         assert torch.isfinite(value).all()
