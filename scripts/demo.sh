@@ -1,9 +1,16 @@
 #!/usr/bin/env bash
-# The main job: compile examples/digits.bnn and train it on scikit-learn's bundled
-# 8x8 digits, printing accuracy, NLL, calibration and predictive entropy on in-
-# vs out-of-distribution inputs. Extra arguments go to examples/train_digits.py,
-# e.g. `--backend jax` to compile and train the same spec with JAX/Flax NNX.
+# The main job: compile an example spec and train it on a dataset bundled with
+# scikit-learn, printing its evaluation.
+#   scripts/demo.sh [digits|diabetes] [--backend torch|jax] [runner options]
+# digits (default): the Bayesian CNN on 8x8 digits; accuracy, NLL, calibration
+#   error and predictive entropy on digits vs noise images.
+# diabetes: heteroscedastic regression with a Normal output head; RMSE, NLL and
+#   the coverage of the central 90% predictive interval.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+example=digits
+case "${1:-}" in
+    digits|diabetes) example=$1; shift ;;
+esac
 scripts/bootstrap.sh
-exec .venv/bin/python examples/train_digits.py "$@"
+exec .venv/bin/python "examples/train_${example}.py" "$@"
