@@ -9,7 +9,7 @@ which should be close to 0.90.
 
 Usage::
 
-    python examples/train_diabetes.py [--backend torch|jax] [--epochs 300]
+    python examples/train_diabetes.py [--backend torch|jax] [--epochs 200]
 """
 
 from __future__ import annotations
@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--spec", type=Path, default=ROOT / "examples" / "diabetes.bnn")
     parser.add_argument("--out-dir", type=Path, default=ROOT / "build")
     parser.add_argument("--network", default="DiabetesRegressor")
-    parser.add_argument("--epochs", type=int, default=300)
+    parser.add_argument("--epochs", type=int, default=200)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--samples", type=int, default=64, help="MC samples at test")

@@ -12,6 +12,23 @@ from .conv import Conv1d, Conv2d, FixedConv1d, FixedConv2d
 from .distributions import DistributionModule, GaussianDistribution
 from .embedding import Embedding, FixedEmbedding
 from .functional import batch_norm, layer_norm, reshape_batch
+from .heads import (
+    BernoulliShape,
+    BernoulliStoch,
+    BSQCodebook,
+    CategoricalShape,
+    CategoricalStoch,
+    Distribution,
+    NormalShape,
+    NormalStoch,
+    StochState,
+    cat_dist,
+    get_dist,
+    head_nll,
+    predictive_interval,
+    predictive_normal,
+    stack_dist,
+)
 from .linear import FixedLinear, Linear
 from .losses import ELBOLoss, KLDivergenceLoss
 from .lstm import LSTM, FixedLSTM
@@ -32,10 +49,16 @@ from .predict import (
 
 __all__ = [
     "LSTM",
+    "BSQCodebook",
     "BayesianModule",
+    "BernoulliShape",
+    "BernoulliStoch",
+    "CategoricalShape",
+    "CategoricalStoch",
     "ClassificationUncertainty",
     "Conv1d",
     "Conv2d",
+    "Distribution",
     "DistributionModule",
     "ELBOLoss",
     "Embedding",
@@ -48,20 +71,29 @@ __all__ = [
     "GaussianDistribution",
     "KLDivergenceLoss",
     "Linear",
+    "NormalShape",
+    "NormalStoch",
+    "StochState",
     "accuracy",
     "batch_norm",
+    "cat_dist",
     "classification_uncertainty",
     "expected_calibration_error",
     "expected_entropy",
     "freeze_all",
+    "get_dist",
+    "head_nll",
     "layer_norm",
     "mc_samples",
     "mutual_information",
     "negative_log_likelihood",
     "predictive_entropy",
+    "predictive_interval",
     "predictive_mean_std",
+    "predictive_normal",
     "predictive_probs",
     "reshape_batch",
+    "stack_dist",
     "total_kl",
     "unfreeze_all",
 ]

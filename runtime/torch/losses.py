@@ -8,6 +8,7 @@ from typing import Literal
 import torch
 
 from .base import total_kl
+from .heads import BernoulliStoch, CategoricalStoch, NormalStoch, head_nll
 
 __all__ = ["ELBOLoss", "KLDivergenceLoss"]
 
@@ -53,6 +54,12 @@ class KLDivergenceLoss(torch.nn.Module):
 class ELBOLoss(torch.nn.Module):
     """Negative ELBO: ``loss_function(outputs, targets) + kl_weight * KL / N``.
 
+    Without a ``loss_function`` the model must return a stochastic head's
+    container (:class:`~.heads.NormalStoch`, ``CategoricalStoch``,
+    ``BernoulliStoch``) and the data term is :func:`~.heads.head_nll`: a
+    normal head then trains a heteroscedastic regression (the head learns
+    its own noise scale).
+
     ``KL / N`` is :class:`KLDivergenceLoss` (normalised by the total parameter
     count). :meth:`forward` keeps the reference signature and scores outputs
     that the caller already computed. The reference averaged that same loss
@@ -62,7 +69,7 @@ class ELBOLoss(torch.nn.Module):
 
     def __init__(
         self,
-        loss_function: Callable[..., torch.Tensor],
+        loss_function: Callable[..., torch.Tensor] | None = None,
         num_samples: int = 1,
         kl_weight: float = 1e-3,
     ) -> None:
@@ -70,7 +77,8 @@ class ELBOLoss(torch.nn.Module):
 
         Args:
             loss_function: Data loss ``f(outputs, targets) -> 0-d tensor``,
-                e.g. ``torch.nn.CrossEntropyLoss()``.
+                e.g. ``torch.nn.CrossEntropyLoss()``; None (the default) uses
+                :func:`~.heads.head_nll` on the outputs of a stochastic head.
             num_samples: Forward passes averaged by :meth:`monte_carlo`.
             kl_weight: Factor of the normalised KL term.
         """
@@ -86,7 +94,16 @@ class ELBOLoss(torch.nn.Module):
         self, outputs: torch.Tensor, targets: torch.Tensor, model: torch.nn.Module
     ) -> torch.Tensor:
         """Score one forward pass: data loss plus the weighted KL of its samples."""
-        data_loss = self.loss_function(outputs, targets)
+        if self.loss_function is not None:
+            data_loss = self.loss_function(outputs, targets)
+        elif isinstance(outputs, (NormalStoch, CategoricalStoch, BernoulliStoch)):
+            data_loss = head_nll(outputs, targets)
+        else:
+            raise TypeError(
+                "ELBOLoss without a loss_function needs a NormalStoch, "
+                "CategoricalStoch or BernoulliStoch output (a stochastic head), "
+                f"not {type(outputs).__name__}"
+            )
         return data_loss + self.kl_weight * self.kl_loss(model)
 
     def monte_carlo(

@@ -126,3 +126,34 @@ def test_regression_example_takes_its_parameters(hidden: int) -> None:
     assert model(torch.zeros(5, 4)).shape == (5, 1)
     sizes = [m.weights.shape for m in model.modules() if isinstance(m, bnn.Linear)]
     assert sizes == [(hidden, 4), (hidden, hidden), (1, hidden)]
+
+
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+def test_diabetes_normal_head_is_calibrated(tmp_path: Path, backend: str) -> None:
+    """The heteroscedastic example: the central 90% predictive interval covers
+    between 85% and 95% of the held-out patients, and the mean beats the mean
+    predictor (issue 4's acceptance)."""
+    pytest.importorskip(backend)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(EXAMPLES / "train_diabetes.py"),
+            "--backend",
+            backend,
+            "--out-dir",
+            str(tmp_path),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    coverage = _number(r"90% interval coverage\s+([0-9.]+)", output)
+    rmse = _number(r"test RMSE\s+([0-9.]+)", output)
+    baseline = _number(r"mean predictor ([0-9.]+)", output)
+    assert 0.85 <= coverage <= 0.95, output
+    assert rmse < 0.9 * baseline, output
+    assert 4.0 < _number(r"test NLL\s+([0-9.]+)", output) < 6.5, output
