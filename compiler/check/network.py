@@ -366,7 +366,7 @@ class NetworkChecker:
                 expr.args[0].span or expr.span,
             )
             return None
-        result = self._infer(op, values, [features], expr, f"`{op.name}` head: ")
+        result = self._infer(op, values, [features], expr)
         if result is not None and self.info is not None:
             attribute = "_head" if output is None else f"_{output}_head"
             self.info.heads[id(expr)] = HeadInfo(
