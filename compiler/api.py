@@ -137,8 +137,10 @@ def sources_of(program: ir.Program) -> dict[str, str]:
         current = stack.pop()
         if current.source and current.source not in sources:
             with contextlib.suppress(OSError, UnicodeDecodeError):
-                sources[current.source] = Path(current.source).read_text(
-                    encoding="utf-8-sig"
+                # Bytes, not read_text(): its newline translation would turn a
+                # lone "\r" into a line break the parser does not count.
+                sources[current.source] = (
+                    Path(current.source).read_bytes().decode("utf-8-sig")
                 )
         stack.extend(i.program for i in current.imports if i.program is not None)
     return sources
@@ -153,13 +155,14 @@ def is_generated_file(path: Path) -> bool:
         return False
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file and an atomic rename."""
+def write_atomically(path: Path, content: str | bytes) -> None:
+    """Write ``content`` to ``path`` via a temporary file and an atomic rename."""
     directory = path.parent if str(path.parent) else Path(".")
     fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
+    data = content.encode("utf-8") if isinstance(content, str) else content
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
         os.replace(temporary, path)
     except BaseException:
         if os.path.exists(temporary):

@@ -50,6 +50,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument("files", nargs="+", metavar="FILE", help=".bnn or IR .json file")
     check.add_argument("-q", "--quiet", action="store_true", help="print errors only")
+    check.add_argument(
+        "--pedantic",
+        action="store_true",
+        help="also warn about questionable priors, posteriors and unused Bayesian "
+        "layers",
+    )
 
     compile_ = commands.add_parser(
         "compile",
@@ -87,6 +93,38 @@ def _parser() -> argparse.ArgumentParser:
         "schema",
         help="print the IR's JSON Schema",
         description="Print the JSON Schema of the bnnc IR.",
+    )
+
+    fmt = commands.add_parser(
+        "fmt",
+        help="format specs canonically (comments kept)",
+        description="Rewrite each FILE in bnnc's canonical style, keeping comments. "
+        "With --check, change nothing and exit 1 if a file would change.",
+    )
+    fmt.add_argument("files", nargs="+", metavar="FILE", help=".bnn file")
+    fmt.add_argument(
+        "--check", action="store_true", help="report files that are not formatted"
+    )
+
+    graph = commands.add_parser(
+        "graph",
+        help="draw a network with its inferred shapes",
+        description="Write the network as a Graphviz graph: DOT always; SVG or PNG "
+        "(by the output's suffix) when Graphviz's `dot` is installed.",
+    )
+    graph.add_argument("file", metavar="FILE", help=".bnn or IR .json file")
+    graph.add_argument(
+        "-o",
+        "--output",
+        metavar="OUT",
+        default="-",
+        help="out.dot, out.svg or out.png (default: DOT on stdout)",
+    )
+    graph.add_argument("--network", help="only this network (default: all)")
+    graph.add_argument(
+        "--symbolic",
+        action="store_true",
+        help="label edges with symbolic shapes instead of parameter defaults",
     )
     return parser
 
@@ -145,6 +183,10 @@ def _check(args: argparse.Namespace) -> int:
             _report(error)
             status = EXIT_INPUT
             continue
+        if args.pedantic:
+            from bnnc.compiler.pedantic import pedantic_warnings
+
+            checked.warnings.extend(pedantic_warnings(checked))
         _warnings(checked)
         if not args.quiet:
             names = ", ".join(info.name for info in checked.main_networks())
@@ -232,7 +274,96 @@ def _schema(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-_COMMANDS = {"check": _check, "compile": _compile, "ir": _ir, "schema": _schema}
+def _fmt(args: argparse.Namespace) -> int:
+    from bnnc.compiler import api
+    from bnnc.compiler.diagnostics import CompileError, Diagnostic, render_all
+    from bnnc.dsl.format import format_source
+
+    status = EXIT_OK
+    for file in args.files:
+        path = Path(file)
+        try:
+            text = path.read_bytes().decode("utf-8-sig")
+        except (OSError, UnicodeDecodeError) as error:
+            diagnostic = Diagnostic("BNN001", f"cannot read file: {error}", file=file)
+            print(render_all([diagnostic], {}), file=sys.stderr)
+            status = EXIT_INPUT
+            continue
+        try:
+            formatted = format_source(text, file)
+        except CompileError as error:
+            _report(error)
+            status = EXIT_INPUT
+            continue
+        if formatted == text:
+            continue
+        if args.check:
+            print(f"would reformat {file}")
+            status = EXIT_INPUT
+        else:
+            api.write_atomically(path, formatted)
+            print(f"reformatted {file}", file=sys.stderr)
+    return status
+
+
+def _graph(args: argparse.Namespace) -> int:
+    from bnnc.compiler import api
+    from bnnc.compiler.diagnostics import CompileError, Diagnostic, render_all
+    from bnnc.compiler.graph import GraphvizMissing, render, to_dot
+
+    try:
+        checked = api.check(args.file)
+    except CompileError as error:
+        _report(error)
+        return EXIT_INPUT
+    if args.network and args.network not in checked.networks:
+        names = ", ".join(checked.networks) or "none"
+        print(f"bnnc: no network {args.network!r}; known: {names}", file=sys.stderr)
+        return EXIT_USAGE
+    dot = to_dot(checked, args.network, symbolic=args.symbolic)
+    if args.output == "-":
+        sys.stdout.write(dot)
+        return EXIT_OK
+    target = Path(args.output)
+    suffix = target.suffix.lower()
+    if suffix not in (".dot", ".gv", ".svg", ".png"):
+        print("bnnc: graph output must end in .dot, .svg or .png", file=sys.stderr)
+        return EXIT_USAGE
+    data = dot.encode()
+    if suffix in (".svg", ".png"):
+        try:
+            data = render(dot, suffix[1:])
+        except GraphvizMissing as error:
+            fallback = target.with_suffix(".dot")
+            api.write_atomically(fallback, dot)
+            print(
+                f"bnnc: {error}; wrote the DOT graph to {fallback} instead "
+                "(install Graphviz, e.g. `apt-get install graphviz`, for SVG/PNG)",
+                file=sys.stderr,
+            )
+            return EXIT_INPUT
+    try:
+        api.write_atomically(target, data)
+    except OSError as error:
+        diagnostic = Diagnostic(
+            "BNN502",
+            f"cannot write output: {error.strerror or error}",
+            file=str(target),
+        )
+        print(render_all([diagnostic], {}), file=sys.stderr)
+        return EXIT_INPUT
+    print(f"wrote {target}", file=sys.stderr)
+    return EXIT_OK
+
+
+_COMMANDS = {
+    "check": _check,
+    "compile": _compile,
+    "ir": _ir,
+    "schema": _schema,
+    "fmt": _fmt,
+    "graph": _graph,
+}
 
 __all__ = ["main"]
 

@@ -51,6 +51,10 @@ CASE_FILES: list[Path] = regenerate.case_files()
 NOT_FROM_SPECS: dict[str, str] = {
     "BNN501": "CLI output layer: `bnnc compile -o` refusing to overwrite a file",
     "BNN502": "CLI output layer: `bnnc compile -o` cannot write its output",
+    "BNN601": "pedantic warning: only `bnnc check --pedantic` emits it",
+    "BNN602": "pedantic warning: only `bnnc check --pedantic` emits it",
+    "BNN603": "pedantic warning: only `bnnc check --pedantic` emits it",
+    "BNN604": "pedantic warning: only `bnnc check --pedantic` emits it",
 }
 
 _CODE = re.compile(r"^\S.*?: (?:error|warning)\[(BNN\d{3})\]: ", re.MULTILINE)
