@@ -120,10 +120,19 @@ def build(
 
 
 def load_generated(source: str, *, name: str = "bnnc_generated") -> types.ModuleType:
-    """Execute generated source as a fresh module registered in ``sys.modules``."""
+    """Execute generated source as a module registered in ``sys.modules``.
+
+    ``build`` names modules by the source's hash, so the same source is executed
+    once: its classes stay the same objects, which pickling and ``nnx.jit``
+    caches rely on.
+    """
+    existing = sys.modules.get(name)
+    if existing is not None and getattr(existing, "__bnnc_source__", None) == source:
+        return existing
     spec = importlib.util.spec_from_loader(name, loader=None)
     assert spec is not None
     module = importlib.util.module_from_spec(spec)
+    module.__bnnc_source__ = source  # type: ignore[attr-defined]
     sys.modules[name] = module  # classes must be importable for pickling/compile
     exec(builtins.compile(source, f"<bnnc:{name}>", "exec"), module.__dict__)
     return module

@@ -75,6 +75,7 @@ from .predict import (
     total_kl,
     unfreeze_all,
 )
+from .serialization import load_model, model_state, restore_model_state, save_model
 
 __all__ = [
     "DEFAULT_RNGS",
@@ -126,9 +127,11 @@ __all__ = [
     "get_dist",
     "head_nll",
     "layer_norm",
+    "load_model",
     "max_pool1d",
     "max_pool2d",
     "mc_samples",
+    "model_state",
     "mutual_information",
     "negative_log_likelihood",
     "predictive_entropy",
@@ -137,6 +140,8 @@ __all__ = [
     "predictive_normal",
     "predictive_probs",
     "reshape_batch",
+    "restore_model_state",
+    "save_model",
     "softplus",
     "stack_dist",
     "total_kl",

@@ -46,6 +46,7 @@ from .predict import (
     total_kl,
     unfreeze_all,
 )
+from .serialization import load_model, save_model
 
 __all__ = [
     "LSTM",
@@ -84,6 +85,7 @@ __all__ = [
     "get_dist",
     "head_nll",
     "layer_norm",
+    "load_model",
     "mc_samples",
     "mutual_information",
     "negative_log_likelihood",
@@ -93,6 +95,7 @@ __all__ = [
     "predictive_normal",
     "predictive_probs",
     "reshape_batch",
+    "save_model",
     "stack_dist",
     "total_kl",
     "unfreeze_all",

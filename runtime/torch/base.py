@@ -25,6 +25,7 @@ __all__ = [
 ]
 
 _FROZEN_UNDEFINED = "Module has been frozen with undefined weights and/or bias."
+_EXTRA_STATE_KEY = "_extra_state"  # torch's suffix for get_extra_state()
 
 
 def _zero_like_module(module: torch.nn.Module) -> torch.Tensor:
@@ -46,6 +47,10 @@ class BayesianModule(torch.nn.Module, ABC):
     submodule ``weights_distribution`` and the current sample the persistent
     buffer ``weights`` (sampled once at construction). ``forward`` calls
     :meth:`_resample` first and then uses the current tensors.
+
+    ``state_dict()`` holds the current samples, ``mu``/``rho``, the priors and
+    the ``frozen`` flag (as ``<prefix>_extra_state``), so ``load_state_dict``
+    restores a frozen module frozen, with the same outputs.
 
     Attributes:
         frozen: When True, ``forward`` reuses the current samples.
@@ -161,6 +166,58 @@ class BayesianModule(torch.nn.Module, ABC):
         state["_buffers"] = buffers
         return state
 
+    # -- persistence -------------------------------------------------------
+
+    def get_extra_state(self) -> torch.Tensor:
+        """The ``frozen`` flag, saved by ``state_dict()`` as ``<prefix>_extra_state``.
+
+        A 0-d bool tensor (not a buffer, so ``.to()`` and ``.double()`` leave
+        it alone and :mod:`bnnc.runtime.transfer` does not see it), which
+        ``torch.load(..., weights_only=True)`` reads back.
+        """
+        return torch.tensor(bool(self.frozen))
+
+    def set_extra_state(self, state: Any) -> None:
+        """Restore the ``frozen`` flag saved by :meth:`get_extra_state`.
+
+        ``load_state_dict`` calls this after loading the samples; a module
+        loaded frozen keeps the loaded samples (detached) on every call.
+        """
+        self.frozen = bool(state)
+        if self.frozen:
+            for name, _, value in self.random_tensors():
+                if value is not None and value.requires_grad:
+                    setattr(self, name, value.detach())
+
+    def _load_from_state_dict(
+        self,
+        state_dict: dict[str, Any],
+        prefix: str,
+        local_metadata: dict[str, Any],
+        strict: bool,
+        missing_keys: list[str],
+        unexpected_keys: list[str],
+        error_msgs: list[str],
+    ) -> None:
+        """Load as ``torch.nn.Module`` does; a missing ``frozen`` flag is allowed.
+
+        State dicts without the flag (saved before it was stored, or from the
+        reference implementation) load under ``strict=True`` and leave the
+        module's flag unchanged.
+        """
+        super()._load_from_state_dict(
+            state_dict,
+            prefix,
+            local_metadata,
+            strict,
+            missing_keys,
+            unexpected_keys,
+            error_msgs,
+        )
+        key = prefix + _EXTRA_STATE_KEY
+        if key not in state_dict and key in missing_keys:
+            missing_keys.remove(key)
+
     # -- sampling ----------------------------------------------------------
 
     def _resample(self) -> None:
@@ -223,6 +280,10 @@ class FixedModule(BayesianModule):
     names as the Bayesian twin. ``is_bayesian`` is False, ``freeze`` and
     ``unfreeze`` do nothing and ``kl_cost`` is ``(0., 0)``.
     """
+
+    # A deterministic layer is never frozen: no flag in its state dict.
+    get_extra_state = torch.nn.Module.get_extra_state
+    set_extra_state = torch.nn.Module.set_extra_state
 
     def __init__(self, **kwargs: Any) -> None:
         """Set ``is_bayesian = False``.
