@@ -46,7 +46,9 @@ DistFamily = Literal["Gaussian"]
 class Node(BaseModel):
     """Base of every IR node: frozen, strict about unknown fields."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # No inf/NaN: JSON has no such numbers (Pydantic would write null, which
+    # then does not read back), and no size, setting or option may be one.
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class Span(Node):

@@ -78,8 +78,9 @@ def decode(path: str, raw: bytes) -> Source | ReadFailure:
         span = Span(
             file=path, line=line, column=column, end_line=line, end_column=column + 1
         )
+        offset = start + len(raw) - len(body)  # in the file, a BOM included
         message = (
-            f"`{path}` is not valid UTF-8 (byte 0x{body[start]:02x} at offset {start})"
+            f"`{path}` is not valid UTF-8 (byte 0x{body[start]:02x} at offset {offset})"
         )
         diagnostic = Diagnostic("BNN002", message, span, file=path)
         return ReadFailure(diagnostic, body.decode("utf-8", "replace"))

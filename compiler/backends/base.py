@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -594,9 +595,13 @@ def _digest(program: ir.Program) -> str:
         if id(current) in seen:
             continue
         seen.add(id(current))
+        # The header comment shows the digest: an IR from JSON may put any text
+        # (a newline and code) in source_sha256, so only a real digest is used.
+        given = current.source_sha256 or ""
         hashes.append(
-            current.source_sha256
-            or hashlib.sha256(current.model_dump_json().encode()).hexdigest()
+            given
+            if re.fullmatch(r"[0-9a-fA-F]{64}", given)
+            else hashlib.sha256(current.model_dump_json().encode()).hexdigest()
         )
         stack.extend(i.program for i in current.imports if i.program is not None)
     if len(hashes) == 1:

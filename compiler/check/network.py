@@ -16,6 +16,7 @@ from bnnc.compiler import ir
 from bnnc.compiler.check.results import HeadInfo, LayerInfo, NetworkInfo
 from bnnc.compiler.check.values import (
     AUTO,
+    MAX_SIZE,
     EvalError,
     Evaluator,
     Value,
@@ -367,6 +368,19 @@ class NetworkChecker:
             )
             return None
         result = self._infer(op, values, [features], expr)
+        # The head is built with its feature count, like an `auto` size: it must
+        # not depend on run-time dims (generated code would name them).
+        unfixed = sorted(features.dims[-1].symbols() - set(self.params))
+        if result is not None and self.info is not None and unfixed:
+            self.sink.error(
+                "BNN403",
+                f"cannot size the `{op.name}` head: its features depend on input "
+                f"dim(s) {', '.join(unfixed)}, which are not fixed",
+                expr.args[0].span or expr.span,
+                "give the input a fixed size, or put a layer with a fixed output "
+                "size before the head",
+            )
+            return None
         if result is not None and self.info is not None:
             attribute = "_head" if output is None else f"_{output}_head"
             self.info.heads[id(expr)] = HeadInfo(
@@ -413,6 +427,16 @@ class NetworkChecker:
                 "tensors support `+` (elementwise add); other arithmetic is for sizes"
                 if isinstance(expr, ir.Neg)
                 else "pass tensors to a function such as `concat(a, b)`",
+            )
+            return None
+        if isinstance(expr, ir.NoneLit):
+            # Its value, None, would read as "already reported" to every caller.
+            self.sink.error(
+                "BNN301",
+                "`none` is not a value in forward",
+                expr.span,
+                "`none` only stands for an absent optional argument, e.g. "
+                "`padding_idx=none`",
             )
             return None
         try:
@@ -655,10 +679,25 @@ class NetworkChecker:
         who: str = "",
     ) -> TensorType | None:
         try:
-            return op.infer(Bound(values, self.evaluate.known_values), inputs)
+            result = op.infer(Bound(values, self.evaluate.known_values), inputs)
         except ShapeError as error:
             self.sink.error(error.code, who + error.message, expr.span, *error.hints)
             return None
+        # Shape rules multiply sizes (flatten, reshape, concat); keep every size a
+        # backend emits within the limit the evaluator applies to written sizes.
+        tensors = result.fields if isinstance(result, DistType) else (("", result),)
+        for _, tensor in tensors:
+            for dim in tensor.dims:
+                known = self.evaluate.known(dim)
+                if known is not None and abs(known) > MAX_SIZE:
+                    self.sink.error(
+                        "BNN104",
+                        f"{who}{op.name} gives a dimension of {known}, too large "
+                        "(sizes are limited to 2**40)",
+                        expr.span,
+                    )
+                    return None
+        return result
 
     def _function_call(self, op: Op, expr: ir.Call) -> ValueType | None:
         tensor_exprs: list[ir.Expr] = []

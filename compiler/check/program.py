@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import keyword
+import math
+
 from bnnc.compiler import ir
 from bnnc.compiler.check.network import NetworkChecker, Outputs, _HintedSink
 from bnnc.compiler.check.results import (
@@ -21,6 +24,7 @@ from bnnc.compiler.symbolic import Size
 from bnnc.compiler.types import TensorType, Unknown
 
 MAX_NESTING = 64  # networks inside networks; deeper is surely a mistake
+MAX_LAYERS = 10_000  # layers of one network (BNN005 beyond), to bound checking time
 
 
 class Scope:
@@ -31,6 +35,10 @@ class Scope:
         self.sink = sink
         self._visible: dict[int, dict[str, tuple[ir.Network, ir.Program]]] = {}
         self._programs: dict[int, ir.Program] = {}
+        # Instantiation results by network, argument values, input types and
+        # stack: a network using another twice, nested n deep, would otherwise
+        # be checked 2**n times (seconds for a 1.5 KB spec at n = 16).
+        self._instances: dict[object, Outputs | None] = {}
         self._collect(root, ())
 
     # ------------------------------------------------------------------------------
@@ -240,6 +248,10 @@ class Scope:
         where = f"{caller.name}.{layer.name}"
         hinted = _HintedSink(sink, f"while checking `{network.name}` as `{where}`")
         params, known = self.parameters(network, given, outer_known, hinted)
+        if any(isinstance(v, Unknown) and v.type == "int" for v in params.values()):
+            # An int default that did not evaluate (the standalone check of
+            # `network` reports it); shape rules need sizes, not unknowns.
+            return None
         declared = self.input_types(network, params, known, hinted)
         if declared is None:
             return None
@@ -254,6 +266,16 @@ class Scope:
         bound = self._bind_inputs(network, declared, inputs, known, call, sink)
         if bound is None:
             return None
+        key = (
+            id(network),
+            id(program),
+            tuple(sorted(params.items(), key=lambda item: item[0])),
+            tuple(sorted(known.items())),
+            tuple(bound),
+            stack,
+        )
+        if key in self._instances:  # its errors, if any, are reported already
+            return self._instances[key]
         checker = NetworkChecker(
             self,
             network,
@@ -264,7 +286,9 @@ class Scope:
             info=None,
             stack=(*stack, network.name),
         )
-        return checker.run(bound)
+        outputs = checker.run(bound)
+        self._instances[key] = outputs
+        return outputs
 
     def _bind_inputs(
         self,
@@ -348,6 +372,23 @@ def check_program(program: ir.Program) -> CheckedProgram:
     Returns the checked program (with warnings); raises :class:`CompileError`
     with every error found.
     """
+    try:
+        return _check_program(program)
+    except RecursionError:
+        # Networks used as layers are checked recursively, each with its own
+        # expression nesting (bounded for parsed specs, not for an IR built in
+        # Python); together they can exhaust the stack.
+        diagnostic = Diagnostic(
+            "BNN005",
+            "networks or expressions nest too deeply to check",
+            program.span,
+            hints=("use fewer levels of networks inside networks",),
+            file=program.source,
+        )
+        raise CompileError([diagnostic], {}) from None
+
+
+def _check_program(program: ir.Program) -> CheckedProgram:
     sink = DiagnosticSink()
     scope = Scope(program, sink)
     order = _emission_order(program, scope, sink)
@@ -381,12 +422,34 @@ def _check_standalone(
     info: NetworkInfo,
     sink: DiagnosticSink,
 ) -> None:
+    if len(network.layers) > MAX_LAYERS:
+        sink.error(
+            "BNN005",
+            f"network `{network.name}` has {len(network.layers)} layers; bnnc "
+            f"accepts at most {MAX_LAYERS} per network",
+            network.layers[MAX_LAYERS].span or network.span,
+            "split it into networks used as layers of each other",
+        )
+        return
+    for owner in (program, network, *network.layers):
+        _check_distributions(owner, sink)
     names: set[str] = set()
+    # Networks built in this network's constructor, where parameters are locals.
+    constructed = {
+        layer.op for layer in network.layers if scope.lookup(program, layer.op)
+    }
     for param in network.params:
         if reason := reserved_reason(param.name):
             sink.error(
                 "BNN209",
                 f"`{param.name}` cannot name a parameter: {reason}",
+                param.span,
+            )
+        elif param.name in constructed:
+            sink.error(
+                "BNN209",
+                f"`{param.name}` cannot name a parameter: it would hide network "
+                f"`{param.name}`, a layer of `{network.name}`, in generated code",
                 param.span,
             )
         if param.name in names:
@@ -399,6 +462,17 @@ def _check_standalone(
             sink.error(
                 "BNN209", f"`{decl.name}` cannot name an input: {reason}", decl.span
             )
+        for dim in decl.dims:  # an IR built in Python or JSON may hold any text
+            for symbol in _names(dim):
+                if not (symbol.isascii() and symbol.isidentifier()) or (
+                    keyword.iskeyword(symbol)
+                ):
+                    sink.error(
+                        "BNN209",
+                        f"{symbol!r} cannot name a dimension of input `{decl.name}`: "
+                        "names must be ASCII identifiers",
+                        dim.span or decl.span,
+                    )
         if decl.name in names:
             sink.error("BNN202", f"`{decl.name}` is already defined", decl.span)
         names.add(decl.name)
@@ -428,6 +502,47 @@ def _check_standalone(
         stack=(network.name,),
     )
     checker.run(inputs)
+    record = info.record_name
+    if record is not None:  # forward's locals must not hide the output record
+        locals_ = [(decl.name, decl.span, "an input") for decl in network.inputs]
+        locals_ += [
+            (s.target, s.span, "a value")
+            for s in network.body
+            if isinstance(s, ir.Assign)
+        ]
+        for name, span, what in locals_:
+            if name == record:
+                sink.error(
+                    "BNN209",
+                    f"`{name}` cannot name {what}: generated code uses it for the "
+                    f"named outputs of `{network.name}`",
+                    span,
+                )
+
+
+def _check_distributions(
+    owner: ir.Program | ir.Network | ir.Layer, sink: DiagnosticSink
+) -> None:
+    """BNN105 for settings the front end would have refused (an IR from JSON)."""
+    for kind, defaults in (
+        ("prior", PRIOR_DEFAULTS),
+        ("posterior", POSTERIOR_DEFAULTS),
+    ):
+        setting: ir.Distribution | None = getattr(owner, kind)
+        if setting is None:
+            continue
+        for key, value in setting.params.items():
+            problem = (
+                f"unknown {kind} setting {key!r}"
+                if key not in defaults
+                else f"`{key}` must be a finite number"
+                if not math.isfinite(value)
+                else f"`{key}` must be positive"
+                if key == "std" and value <= 0
+                else None
+            )
+            if problem:
+                sink.error("BNN105", problem, setting.span or owner.span)
 
 
 def _class_name_problem(name: str) -> str | None:

@@ -362,8 +362,11 @@ def check_kind(
             return wrong(_kind_text(spec))
         return value if in_range(evaluate.known(value)) else _INVALID
     if kind == "int_or_pair":
+        # A tuple must be a pair: shape rules read both items of it.
         items = value if isinstance(value, tuple) else (value,)
-        if len(items) not in (1, 2) or not all(isinstance(v, Size) for v in items):
+        if len(items) != (2 if isinstance(value, tuple) else 1) or not all(
+            isinstance(v, Size) for v in items
+        ):
             return wrong("an int or a pair of ints")
         if not all(in_range(evaluate.known(v)) for v in items):
             return _INVALID
@@ -487,6 +490,20 @@ GENERATED_NAMES = frozenset(
         "perturb",
         "split",
         "update",
+        "register_forward_hook",
+        "register_forward_pre_hook",
+        "register_backward_hook",
+        "register_full_backward_hook",
+        "register_full_backward_pre_hook",
+        "register_state_dict_pre_hook",
+        "register_state_dict_post_hook",
+        "register_load_state_dict_pre_hook",
+        "register_load_state_dict_post_hook",
+        "get_extra_state",
+        "set_extra_state",
+        "set_submodule",
+        "to_empty",
+        "T_destination",
         "kl_cost",
         "freeze",
         "unfreeze",
