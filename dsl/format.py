@@ -658,7 +658,7 @@ class _Formatter:
             filled = self.fill(prefix + opener, flats, closer, column, tail)
             if filled is not None:
                 return filled
-        return self.explode(prefix, seq, indent, tail)
+        return self.explode(prefix, seq, indent)
 
     @staticmethod
     def fill(
@@ -685,7 +685,7 @@ class _Formatter:
         lines.extend(_Line(" " * inner + " ".join(row)) for row in rows[1:])
         return lines
 
-    def explode(self, prefix: str, seq: _Seq, indent: int, tail: int) -> list[_Line]:
+    def explode(self, prefix: str, seq: _Seq, indent: int) -> list[_Line]:
         """One element per line, indented, with trailing commas; comments kept."""
         opener, closer = seq.brackets
         inner = indent + INDENT

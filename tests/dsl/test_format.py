@@ -556,6 +556,25 @@ def test_layer_comments_and_docstrings_survive() -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "f(" * 74 + "x  # deep\n" + ")" * 74,
+        "x - (" * 148 + "x" + ")" * 148,
+        "-" * 148 + "x",
+        " + ".join(["x"] * 149),
+    ],
+    ids=["calls", "operators", "negations", "chain"],
+)
+def test_deepest_accepted_expressions(expression: str) -> None:
+    # Nesting up to the front end's limit (BNN005) formats without overflowing
+    # Python's stack.
+    text = f"network A {{ input x: Tensor[B, 2]\n forward {{ return {expression} }} }}"
+    out = check(text)
+    if expression.startswith("x + "):  # a chain is wrapped like arguments
+        assert all(len(line) <= LINE_LENGTH for line in out.split("\n"))
+
+
 def test_documented_example() -> None:
     document = (ROOT / "docs" / "language.md").read_text(encoding="utf-8")
     section = document.split("\n## Formatting\n", 1)[1].split("\n## ", 1)[0]
@@ -635,7 +654,7 @@ def test_respacing_without_changes_gives_the_example() -> None:
 
 
 @settings(
-    max_examples=60,
+    max_examples=150,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
@@ -649,7 +668,7 @@ def test_respaced_examples(name: str, seed: int, rate: float) -> None:
     check(text)
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(
     name=st.sampled_from([path.name for path in EXAMPLES]),
     seed=st.integers(0, 2**32 - 1),
