@@ -185,10 +185,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.replay is not None:
         kind, item = make_input(args.seed, args.replay)
         print(f"kind: {kind}\ninput: {item!r}")
-        workdir = Path(tempfile.mkdtemp(prefix="bnnc-fuzz-"))
-        for example in EXAMPLES:
-            shutil.copy(example, workdir / example.name)
-        verdict = run_input(kind, item, workdir)
+        with tempfile.TemporaryDirectory(prefix="bnnc-fuzz-") as directory:
+            workdir = Path(directory)
+            for example in EXAMPLES:
+                shutil.copy(example, workdir / example.name)
+            verdict = run_input(kind, item, workdir)
         print(verdict.report())
         return 0 if verdict.ok else 1
 
