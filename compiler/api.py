@@ -15,6 +15,7 @@ import os
 import sys
 import tempfile
 import types
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,13 @@ def check(source: Source) -> CheckedProgram:
     try:
         return check_program(program)
     except CompileError as error:
-        raise CompileError(error.diagnostics, sources_of(program)) from None
+        diagnostics = error.diagnostics
+        if not isinstance(source, ir.Program):  # e.g. an IR file without spans
+            diagnostics = [
+                d if d.span is not None or d.file else replace(d, file=str(source))
+                for d in diagnostics
+            ]
+        raise CompileError(diagnostics, sources_of(program)) from None
 
 
 def generate(source: Source, backend: str = "torch") -> Generated:

@@ -7,7 +7,10 @@ Usage (from anywhere)::
     python tests/diagnostics/regenerate.py --check      # list stale files, write none
 
 Each ``cases/NNN_name.expected`` becomes the exact stderr of
-``bnnc check tests/diagnostics/cases/NNN_name.bnn`` run from the repository root.
+``bnnc check tests/diagnostics/cases/NNN_name.bnn`` run from the repository root,
+and each ``pedantic/NNN_name.expected`` that of
+``bnnc check -q --pedantic tests/diagnostics/pedantic/NNN_name.bnn`` (the
+warnings of ``docs/errors.md``'s 6xx examples).
 
 REVIEW THE DIFF (``git diff tests/diagnostics/cases``) BEFORE COMMITTING IT. The
 files are a specification of what users see, not a snapshot to accept blindly:
@@ -31,6 +34,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 CASES = HERE / "cases"
+PEDANTIC = HERE / "pedantic"
 
 # Cases whose .expected is the output bnnc SHOULD give, not what it prints today.
 # Each names the compiler problem; the corpus test fails on them until it is fixed.
@@ -42,12 +46,30 @@ def case_files() -> list[Path]:
     return sorted(CASES.glob("*.bnn"))
 
 
+def pedantic_files() -> list[Path]:
+    """The ``bnnc check --pedantic`` cases (valid specs with one warning each)."""
+    return sorted(PEDANTIC.glob("*.bnn"))
+
+
+def is_pedantic(case: Path) -> bool:
+    """Whether ``case`` is checked with ``--pedantic`` (and must exit 0)."""
+    return case.parent == PEDANTIC
+
+
 def run_check(case: Path) -> subprocess.CompletedProcess[str]:
     """``bnnc check`` on ``case``, from the repository root, as the test runs it."""
     env = {k: v for k, v in os.environ.items() if k != "BNNC_DEBUG"}
     env["PYTHONUTF8"] = "1"
+    options = ["-q", "--pedantic"] if is_pedantic(case) else []
     return subprocess.run(
-        [sys.executable, "-m", "bnnc", "check", case.relative_to(ROOT).as_posix()],
+        [
+            sys.executable,
+            "-m",
+            "bnnc",
+            "check",
+            *options,
+            case.relative_to(ROOT).as_posix(),
+        ],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -67,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     cases = []
-    for case in case_files():
+    for case in case_files() + pedantic_files():
         if args.prefixes and not any(case.name.startswith(p) for p in args.prefixes):
             continue
         if case.stem in PENDING and not (args.prefixes or args.include_pending):
@@ -80,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     for case, result in zip(cases, results, strict=True):
         expected = case.with_suffix(".expected")
         problems = []
-        if result.returncode != 1:
+        if result.returncode != (0 if is_pedantic(case) else 1):
             problems.append(f"exit status {result.returncode}")
         if result.stdout:
             problems.append("output on stdout")
@@ -97,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     done = "stale" if args.check else "rewritten"
     print(f"{stale} of {len(cases)} expected file(s) {done}")
     if stale and not args.check:
-        print("Review the diff: git diff tests/diagnostics/cases")
+        print("Review the diff: git diff tests/diagnostics")
     return 1 if args.check and stale else 0
 
 

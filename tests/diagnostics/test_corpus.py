@@ -7,7 +7,9 @@ of ``bnnc check tests/diagnostics/cases/NNN_short_name.bnn`` run from the
 repository root. The hundreds digit groups cases by area like the codes do
 (0 files and imports, 1 syntax and front end, 2 names, 3 types and values,
 4 shapes, 9 several errors); it is not the code itself. ``cases/imports/`` holds
-files the cases import; they are not cases.
+files the cases import; they are not cases. ``pedantic/NNN_short_name.bnn``
+are valid specs with one ``bnnc check --pedantic`` warning each (BNN6xx), their
+``.expected`` the stderr of ``bnnc check -q --pedantic``.
 
 Some ``.expected`` files were written by hand to show the output bnnc should
 give; ``regenerate.PENDING`` lists them with the compiler problem each shows.
@@ -46,32 +48,33 @@ def _load_regenerate():  # the shared runner, loaded by path (no package needed)
 
 regenerate = _load_regenerate()
 CASE_FILES: list[Path] = regenerate.case_files()
+PEDANTIC_FILES: list[Path] = regenerate.pedantic_files()
 
 # Codes no `bnnc check` of a spec file can produce, with the reason.
 NOT_FROM_SPECS: dict[str, str] = {
     "BNN501": "CLI output layer: `bnnc compile -o` refusing to overwrite a file",
     "BNN502": "CLI output layer: `bnnc compile -o` cannot write its output",
-    "BNN601": "pedantic warning: only `bnnc check --pedantic` emits it",
-    "BNN602": "pedantic warning: only `bnnc check --pedantic` emits it",
-    "BNN603": "pedantic warning: only `bnnc check --pedantic` emits it",
-    "BNN604": "pedantic warning: only `bnnc check --pedantic` emits it",
 }
+PEDANTIC_CODES = {code for code in CODES if code.startswith("BNN6")}
 
 _CODE = re.compile(r"^\S.*?: (?:error|warning)\[(BNN\d{3})\]: ", re.MULTILINE)
 
 
 @pytest.fixture(scope="session")
-def results() -> dict[str, subprocess.CompletedProcess[str]]:
+def results() -> dict[Path, subprocess.CompletedProcess[str]]:
     """``bnnc check`` of every case, run in parallel once per session."""
-    workers = min(len(CASE_FILES), os.cpu_count() or 2) or 1
+    cases = CASE_FILES + PEDANTIC_FILES
+    workers = min(len(cases), os.cpu_count() or 2) or 1
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        done = pool.map(regenerate.run_check, CASE_FILES)
-        return {case.stem: run for case, run in zip(CASE_FILES, done, strict=True)}
+        done = pool.map(regenerate.run_check, cases)
+        return dict(zip(cases, done, strict=True))
 
 
 @pytest.mark.parametrize("case", CASE_FILES, ids=lambda path: path.stem)
-def test_case(case: Path, results: dict[str, subprocess.CompletedProcess[str]]) -> None:
-    result = results[case.stem]
+def test_case(
+    case: Path, results: dict[Path, subprocess.CompletedProcess[str]]
+) -> None:
+    result = results[case]
     expected = case.with_suffix(".expected").read_text(encoding="utf-8")
     assert "Traceback" not in result.stderr + result.stdout
     assert "internal error" not in result.stderr, result.stderr
@@ -80,6 +83,20 @@ def test_case(case: Path, results: dict[str, subprocess.CompletedProcess[str]]) 
     assert result.stderr == expected, f"stderr differs from {case.stem}.expected{note}"
     assert result.stdout == ""
     assert result.returncode == 1
+
+
+@pytest.mark.parametrize("case", PEDANTIC_FILES, ids=lambda path: path.stem)
+def test_pedantic_case(
+    case: Path, results: dict[Path, subprocess.CompletedProcess[str]]
+) -> None:
+    result = results[case]
+    expected = case.with_suffix(".expected").read_text(encoding="utf-8")
+    assert result.stderr == expected, f"stderr differs from {case.stem}.expected"
+    assert result.stdout == ""
+    assert result.returncode == 0  # warnings do not fail a check
+    # One warning, of the code the file is named after.
+    assert _CODE.findall(expected) == [f"BNN{case.name[:3]}"]
+    assert "warning[" in expected and "error[" not in expected
 
 
 def test_corpus_size() -> None:
@@ -91,6 +108,11 @@ def test_corpus_size() -> None:
     assert len(numbers) == len(set(numbers)), "case numbers must be unique"
     stray = {p.stem for p in HERE.joinpath("cases").glob("*.expected")}
     assert stray == {case.stem for case in CASE_FILES}, "an .expected without a case"
+    assert {case.name[:3] for case in PEDANTIC_FILES} == {
+        code[3:] for code in PEDANTIC_CODES
+    }
+    stray = {p.stem for p in regenerate.PEDANTIC.glob("*.expected")}
+    assert stray == {case.stem for case in PEDANTIC_FILES}
 
 
 def test_pending_entries_exist() -> None:
@@ -102,10 +124,17 @@ def test_every_code_is_covered() -> None:
     seen: set[str] = set()
     for case in CASE_FILES:
         seen |= set(_CODE.findall(case.with_suffix(".expected").read_text("utf-8")))
-    missing = sorted(set(CODES) - set(NOT_FROM_SPECS) - seen)
+    pedantic: set[str] = set()
+    for case in PEDANTIC_FILES:
+        found = _CODE.findall(case.with_suffix(".expected").read_text("utf-8"))
+        pedantic |= set(found)
+    missing = sorted(set(CODES) - set(NOT_FROM_SPECS) - seen - pedantic)
     assert not missing, f"no case produces {missing}"
     # Keep the exclusions honest: a code a case produces is not excluded.
     assert not seen & set(NOT_FROM_SPECS), sorted(seen & set(NOT_FROM_SPECS))
+    # Pedantic warnings only come with --pedantic.
+    assert not seen & PEDANTIC_CODES, sorted(seen & PEDANTIC_CODES)
+    assert pedantic == PEDANTIC_CODES
 
 
 def test_errors_doc_documents_every_code() -> None:
@@ -119,13 +148,44 @@ def test_errors_doc_documents_every_code() -> None:
         )
 
 
+def _doc_sections() -> dict[str, str]:
+    """Each ``## BNNnnn`` section of docs/errors.md, by code."""
+    text = ERRORS_DOC.read_text(encoding="utf-8")
+    parts = re.split(r"^(?=## BNN\d{3}\b)", text, flags=re.MULTILINE)[1:]
+    return {part[3:9]: part for part in parts}
+
+
+@pytest.mark.parametrize("code", sorted(CODES))
+def test_errors_doc_has_an_example_and_a_fix_for_every_code(code: str) -> None:
+    section = _doc_sections()[code]
+    outputs = re.findall(r"```text\n(.*?)\n```", section, re.DOTALL)
+    severity = "warning" if code in PEDANTIC_CODES else "error"
+    assert any(f"{severity}[{code}]: " in output for output in outputs), (
+        f"docs/errors.md shows no output with {severity}[{code}]"
+    )
+    if code not in NOT_FROM_SPECS:  # the example's spec is shown, or linked
+        shown = re.search(r"^```\n.*?^```$", section, re.DOTALL | re.MULTILINE)
+        linked = re.search(r"\]\(\.\./tests/diagnostics/\S+\.bnn\)", section)
+        assert shown or linked, f"{code}: example spec neither shown nor linked"
+    assert re.search(r"^\*\*Fix:\*\* \S", section, re.MULTILINE), f"{code} has no fix"
+
+
 def test_errors_doc_examples_match_the_corpus() -> None:
     text = ERRORS_DOC.read_text(encoding="utf-8")
     corpus = "\n".join(
-        case.with_suffix(".expected").read_text("utf-8") for case in CASE_FILES
+        case.with_suffix(".expected").read_text("utf-8")
+        for case in CASE_FILES + PEDANTIC_FILES
     )
-    block = re.compile(r"```text\n(tests/diagnostics/cases/.*?)\n```", re.DOTALL)
+    block = re.compile(r"```text\n(tests/diagnostics/.*?)\n```", re.DOTALL)
     examples = block.findall(text)
     assert len(examples) >= len(CODES) - len(NOT_FROM_SPECS)
     for example in examples:
         assert example in corpus, f"docs/errors.md example not in corpus:\n{example}"
+
+
+def test_errors_doc_links_to_existing_cases() -> None:
+    text = ERRORS_DOC.read_text(encoding="utf-8")
+    links = re.findall(r"\]\(\.\./(tests/diagnostics/[^)]+)\)", text)
+    assert links
+    for link in links:
+        assert (ROOT / link).exists(), f"docs/errors.md links to missing {link}"
