@@ -10,6 +10,13 @@ Every problem bnnc finds in user input becomes a :class:`Diagnostic` rendered as
 
 Codes are documented in ``docs/errors.md``; :data:`CODES` is the registry of
 codes and their one-line titles, so a test can check the two agree.
+
+Everything a diagnostic prints that can come from the input (file names,
+messages quoting names or strings, hints, source lines) goes through
+:func:`printable`: control characters and other non-printable characters are
+escaped (``\x1b``, ``\x07``, ``\u202e``), so a hostile spec cannot send
+terminal escape sequences or bidi overrides to the terminal; source excerpts
+keep the caret under the right column.
 """
 
 from __future__ import annotations
@@ -102,23 +109,54 @@ class Diagnostic:
         return self.file or "<input>"
 
     def headline(self) -> str:
-        """``path:line:col: error[BNNnnn]: message``."""
-        # A path may hold any character; keep the headline on one line.
-        where = "".join(c if c.isprintable() else repr(c)[1:-1] for c in self.path)
+        """``path:line:col: error[BNNnnn]: message``, on one printable line."""
+        where = printable(self.path)
         if self.span is not None:
             where = f"{where}:{self.span.line}:{self.span.column}"
-        return f"{where}: {self.severity}[{self.code}]: {self.message}"
+        return f"{where}: {self.severity}[{self.code}]: {printable(self.message)}"
 
     def render(self, source: str | None = None) -> str:
         """The headline, the source line with a caret under the span, and hints."""
         lines = [self.headline()]
         if self.span is not None and source is not None:
             lines.extend(_excerpt(source, self.span))
-        lines.extend(f"  = hint: {hint}" for hint in self.hints)
+        lines.extend(f"  = hint: {printable(hint)}" for hint in self.hints)
         return "\n".join(lines)
 
 
+def _escaped(char: str) -> str:
+    """A non-printable character as Python writes it in a string literal."""
+    return repr(char)[1:-1]  # \x1b, \x07, \n, \u202e, \U000e0001, \ud800
+
+
+def printable(text: str) -> str:
+    """``text`` safe to print on a terminal, on one line.
+
+    Characters that are not printable (``str.isprintable``: C0 and C1 control
+    characters such as ESC, BEL, CR, newline and tab, DEL, bidi overrides and
+    other format characters, line separators, lone surrogates) are written as
+    escapes (``\x1b``); everything else, non-ASCII letters included, is kept.
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else _escaped(c) for c in text)
+
+
 _EXCERPT_WIDTH = 120
+
+
+def _excerpt_line(line: str) -> tuple[str, list[int]]:
+    """The printable form of a source line and where each character starts in it.
+
+    A tab becomes one space, other non-printable characters their escapes; the
+    list has one entry per character of ``line`` plus one for its end, so a
+    source column maps to the column of the printed text.
+    """
+    pieces = [" " if c == "\t" else c if c.isprintable() else _escaped(c) for c in line]
+    starts = [0]
+    for piece in pieces:
+        starts.append(starts[-1] + len(piece))
+    return "".join(pieces), starts
 
 
 def _excerpt(source: str, span: Span) -> list[str]:
@@ -127,20 +165,25 @@ def _excerpt(source: str, span: Span) -> list[str]:
     text_lines = [line.removesuffix("\r") for line in source.split("\n")]
     if not 1 <= span.line <= len(text_lines):
         return []
-    text = text_lines[span.line - 1].replace("\t", " ")
+    text, starts = _excerpt_line(text_lines[span.line - 1])
+
+    def column(index: int) -> int:  # printed column of character ``index``
+        last = len(starts) - 1
+        return starts[min(index, last)] + max(index - last, 0)
+
     number = str(span.line)
     gutter = " " * len(number)
-    start = max(span.column - 1, 0)
+    start = column(max(span.column - 1, 0))
+    if span.end_line == span.line:
+        width = max(column(max(span.end_column - 1, 0)) - start, 1)
+    else:
+        width = max(len(text) - start, 1)
     if len(text) > _EXCERPT_WIDTH:  # show a window around the caret
         left = max(0, min(start - 20, len(text) - _EXCERPT_WIDTH))
         text = text[left : left + _EXCERPT_WIDTH]
         start -= left
         if left:
             text, start = "..." + text[3:], start
-    if span.end_line == span.line:
-        width = max(span.end_column - span.column, 1)
-    else:
-        width = max(len(text) - start, 1)
     width = min(width, max(len(text) - start, 1))
     return [
         f"{gutter} |",
