@@ -181,6 +181,11 @@ Expr = Annotated[
     Field(discriminator="kind"),
 ]
 
+# Complete the recursive expression models now: models defined below then reuse
+# their schemas instead of generating the whole expression tree again.
+for _model in (Neg, BinOp, Tuple, Attribute, Keyword, Call):
+    _model.model_rebuild()
+
 
 def call(func: str, *args: Expr, **kwargs: Expr) -> Call:
     """Shorthand for building a :class:`Call` in Python code."""
@@ -301,7 +306,7 @@ class Program(_Located):
         return next((n for n in self.networks if n.name == name), None)
 
 
-for _model in (Neg, BinOp, Tuple, Attribute, Keyword, Call, Import, Program):
+for _model in (Import, Program):
     _model.model_rebuild()
 
 

@@ -8,6 +8,7 @@ definitions, and the desugaring of ``sequential`` networks.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -743,8 +744,13 @@ class Lowering:
         layers: list[ir.Layer] = []
         statements: list[ir.Statement] = []
         spans = [self.span(item) for item in items]
+        # How many items start on each line after the current one (a look-ahead
+        # over the remaining spans per item would be quadratic).
+        starts_after = Counter(s.line for s in spans if s is not None)
         for index, item in enumerate(items):
             span = spans[index]
+            if span is not None:
+                starts_after[span.line] -= 1
             fixed_token = next(
                 (
                     c
@@ -783,9 +789,8 @@ class Lowering:
             else:
                 counts[op] = counts.get(op, 0) + 1
                 layer_name = f"{op.lower()}_{counts[op]}"
-                later_on_same_line = any(
-                    s is not None and span is not None and s.line == span.end_line
-                    for s in spans[index + 1 :]
+                later_on_same_line = (
+                    span is not None and starts_after[span.end_line] > 0
                 )
                 layers.append(
                     ir.Layer(

@@ -9,6 +9,7 @@ import pytest
 from bnnc import dsl
 from bnnc.compiler import ir
 from bnnc.compiler.diagnostics import CompileError
+from bnnc.dsl.lower import IR_MAX_DEPTH, json_depth
 
 # --- syntax errors, rendered exactly ------------------------------------------------
 
@@ -296,6 +297,35 @@ def test_nesting_at_the_limit_parses_and_round_trips(codes):
     ) == ["BNN005"]
     parens = "(" * 1000 + "x" + ")" * 1000  # grouping adds no depth
     dsl.parse(f"network A {{ forward {{ return {parens} }} }}")
+
+
+def test_one_file_at_the_nesting_limit_fits_the_ir_depth_limit():
+    # The loader only measures the IR's JSON depth when imports nest programs:
+    # a file of its own stays within IR_MAX_DEPTH wherever its deepest
+    # accepted expressions stand (`budget` levels, counted as check_depth does).
+    shapes = [
+        lambda budget: "f(" * (budget // 2 - 1) + "x" + ")" * (budget // 2 - 1),
+        lambda budget: "-" * (budget - 2) + "x",
+        lambda budget: "x" + " * x" * (budget - 2),
+        lambda budget: "f(k=" * (budget // 3 - 1) + "x" + ")" * (budget // 3 - 1),
+        lambda budget: "(" * (budget // 2 - 1) + "x" + ",)" * (budget // 2 - 1),
+        lambda budget: "x" + ".y" * ((budget - 2) // 2),
+    ]
+    for shape in shapes:
+        e, k = shape(150), f"k={shape(149)}"  # a keyword argument is one level
+        text = (
+            f"prior default = Gaussian(std={'-' * 144}1.0)\n"
+            f"network A(p: int = {e}) {{\n"
+            f"  input x: Tensor[{e}, {e}]\n"
+            f"  layers {{ a = L({e}, {k}) }}\n"
+            f"  forward {{ y = {e}; return (m={e}, s={e}) }}\n"
+            "}\n"
+            f"network S = sequential {{ Linear(4, {e}), L({e}, {k}), relu({e}) }}\n"
+        )
+        program = dsl.parse(text)
+        depth = json_depth(program.model_dump(mode="json"))
+        assert depth <= IR_MAX_DEPTH, (e[:10], depth)
+        assert ir.from_json(ir.to_json(program)) == program
 
 
 SAMPLE = """\
