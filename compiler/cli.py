@@ -13,9 +13,12 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import NoReturn, TextIO
+from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from bnnc import __version__
+
+if TYPE_CHECKING:
+    from bnnc.compiler.diagnostics import Diagnostic
 
 EXIT_OK, EXIT_INPUT, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
@@ -172,10 +175,11 @@ def _few_collections() -> Iterator[None]:
         gc.set_threshold(*thresholds)
 
 
-def _report(error: object, stream: TextIO = sys.stderr) -> None:
+def _report(error: object, stream: TextIO | None = None) -> None:
     from bnnc.compiler.diagnostics import CompileError
 
     assert isinstance(error, CompileError)
+    stream = stream or sys.stderr  # looked up now: tests may replace sys.stderr
     print(error.render(), file=stream)
     count = sum(1 for d in error.diagnostics if d.severity == "error")
     print(f"bnnc: {count} error{'s' if count != 1 else ''}", file=stream)
@@ -192,7 +196,7 @@ def _warnings(checked: object) -> None:
 
 def _check(args: argparse.Namespace) -> int:
     from bnnc.compiler import api
-    from bnnc.compiler.diagnostics import CompileError
+    from bnnc.compiler.diagnostics import CompileError, printable
 
     status = EXIT_OK
     for file in args.files:
@@ -209,7 +213,7 @@ def _check(args: argparse.Namespace) -> int:
         _warnings(checked)
         if not args.quiet:
             names = ", ".join(info.name for info in checked.main_networks())
-            print(f"{file}: ok ({names or 'no networks'})")
+            print(f"{printable(file)}: ok ({names or 'no networks'})")
     return status
 
 
@@ -296,34 +300,88 @@ def _schema(args: argparse.Namespace) -> int:
 
 def _fmt(args: argparse.Namespace) -> int:
     from bnnc.compiler import api
-    from bnnc.compiler.diagnostics import CompileError, Diagnostic, render_all
+    from bnnc.compiler.diagnostics import CompileError, Diagnostic, printable
+    from bnnc.dsl import source
     from bnnc.dsl.format import format_source
 
     status = EXIT_OK
     for file in args.files:
-        path = Path(file)
-        try:
-            text = path.read_bytes().decode("utf-8-sig")
-        except (OSError, UnicodeDecodeError) as error:
-            diagnostic = Diagnostic("BNN001", f"cannot read file: {error}", file=file)
-            print(render_all([diagnostic], {}), file=sys.stderr)
+        read = source.read(file)
+        if isinstance(read, source.ReadFailure):  # BNN001, BNN002, BNN005
+            texts = {file: read.text} if read.text is not None else {}
+            _report(CompileError([read.diagnostic], texts))
             status = EXIT_INPUT
             continue
+        text = read.text
         try:
             formatted = format_source(text, file)
         except CompileError as error:
             _report(error)
             status = EXIT_INPUT
             continue
+        except Exception as error:  # the formatter failed; the file is kept
+            if os.environ.get("BNNC_DEBUG"):
+                raise
+            _report(CompileError([_format_failure(file, text, error)], {file: text}))
+            status = EXIT_INPUT
+            continue
         if formatted == text:
             continue
         if args.check:
-            print(f"would reformat {file}")
+            print(f"would reformat {printable(file)}")
             status = EXIT_INPUT
-        else:
-            api.write_atomically(path, formatted)
-            print(f"reformatted {file}", file=sys.stderr)
+            continue
+        try:
+            api.write_atomically(Path(file), formatted)
+        except OSError as error:
+            diagnostic = Diagnostic(
+                "BNN502",
+                f"cannot write the formatted file: {error.strerror or error}",
+                file=file,
+                hints=("the file is left unchanged",),
+            )
+            _report(CompileError([diagnostic], {}))
+            status = EXIT_INPUT
+            continue
+        print(f"reformatted {printable(file)}", file=sys.stderr)
     return status
+
+
+def _format_failure(file: str, text: str, error: Exception) -> Diagnostic:
+    """BNN503 (BNN005 for a stack overflow) for a formatter failure, located."""
+    from bnnc.compiler.diagnostics import Diagnostic
+    from bnnc.compiler.ir import Span
+    from bnnc.dsl.format import FormatterError
+
+    hints = ("the file is left unchanged",)
+    if isinstance(error, RecursionError):
+        return Diagnostic(
+            "BNN005", "input is nested too deeply to format", file=file, hints=hints
+        )
+    if isinstance(error, FormatterError):
+        reason = str(error).splitlines()[0].removeprefix(f"{file}: ")
+    else:
+        reason = f"internal error ({type(error).__name__}: {error})"
+    offset = getattr(error, "offset", None)
+    span = None
+    if isinstance(offset, int) and 0 <= offset <= len(text):
+        line_start = text.rfind("\n", 0, offset) + 1
+        line = text.count("\n", 0, offset) + 1
+        column = offset - line_start + 1
+        span = Span(
+            file=file, line=line, column=column, end_line=line, end_column=column + 1
+        )
+    return Diagnostic(
+        "BNN503",
+        f"bnnc fmt cannot format this file: {reason}",
+        span,
+        file=file,
+        hints=(
+            *hints,
+            "this is a bug in bnnc fmt, not in the file; please report it "
+            "(BNNC_DEBUG=1 shows the details)",
+        ),
+    )
 
 
 def _graph(args: argparse.Namespace) -> int:

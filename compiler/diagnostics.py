@@ -78,6 +78,7 @@ CODES: dict[str, str] = {
     # 5xx: command line and output
     "BNN501": "refusing to overwrite a file bnnc did not generate",
     "BNN502": "output cannot be written",
+    "BNN503": "file cannot be formatted",
     # 6xx: pedantic warnings (bnnc.compiler.pedantic)
     "BNN601": "prior std far from the layer's fan-in scale",
     "BNN602": "posterior starts wider than the prior",

@@ -113,7 +113,13 @@ class FormatterError(RuntimeError):
     """The formatter failed on valid input (a bug in bnnc, not in the input).
 
     Raised rather than returning text whose IR differs from the input's.
+    ``offset``, where known, is the offset in the input of the text it failed
+    on (``bnnc fmt`` reports the failure there).
     """
+
+    def __init__(self, message: str, offset: int | None = None) -> None:
+        super().__init__(message)
+        self.offset = offset
 
 
 @dataclass(frozen=True)
@@ -301,7 +307,7 @@ def _join(first: list[_Line], separator: str, second: list[_Line]) -> list[_Line
     """``second`` continuing the last line of ``first`` after ``separator``."""
     last = first[-1]
     if last.comment is not None:
-        raise FormatterError("code placed after a comment")
+        raise FormatterError("code placed after a comment", last.comment.start)
     joined = _Line(last.code + separator + second[0].code, second[0].comment)
     return [*first[:-1], joined, *second[1:]]
 
@@ -447,7 +453,7 @@ class _Formatter:
         """The offset of ``char``, the next token at or after ``position``."""
         found = self.skip(position)
         if self.text[found : found + 1] != char:
-            raise FormatterError(f"expected `{char}` at offset {found}")
+            raise FormatterError(f"expected `{char}` at offset {found}", found)
         return found
 
     # --- brackets in expressions -----------------------------------------------------
@@ -798,7 +804,7 @@ class _Formatter:
             comment = item.claimed or trailing[entry.item]
             if comment is not None:
                 if rendered[-1].comment is not None:
-                    raise FormatterError("two comments for one line")
+                    raise FormatterError("two comments for one line", comment.start)
                 rendered[-1].comment = self.emit(comment)
             lines.extend(rendered)
         if opener_comment is not None:
@@ -829,7 +835,9 @@ class _Formatter:
             c.line != item.first_line - run + i
             for i, c in enumerate(leading[len(leading) - run :])
         ):
-            raise FormatterError("a docstring is not directly above its network")
+            raise FormatterError(
+                "a docstring is not directly above its network", item.start
+            )
         if run < len(leading):
             entries[item_entry - run].blank_before = True
 
@@ -909,7 +917,9 @@ class _Formatter:
         _, lines = self.block(items, 0, len(self.text), None, 0, [], forced)
         missing = {c.start for c in self.comments} - self.emitted
         if missing:
-            raise FormatterError(f"comments lost at offsets {sorted(missing)}")
+            raise FormatterError(
+                f"comments lost at offsets {sorted(missing)}", min(missing)
+            )
         out: list[str] = []
         for line in lines:
             code = line.code.rstrip()
