@@ -10,22 +10,49 @@ from __future__ import annotations
 import math
 from abc import ABC
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
 
-from .distributions import DistributionModule, GaussianDistribution
+from .distributions import (
+    DistributionModule,
+    GaussianDistribution,
+    KLEstimator,
+    check_kl_estimator,
+)
 
 __all__ = [
     "BayesianModule",
     "FixedModule",
     "freeze_all",
+    "samples_not_stored",
     "total_kl",
     "unfreeze_all",
 ]
 
 _FROZEN_UNDEFINED = "Module has been frozen with undefined weights and/or bias."
 _EXTRA_STATE_KEY = "_extra_state"  # torch's suffix for get_extra_state()
+
+
+#: While False (inside :func:`samples_not_stored`), layers use their fresh
+#: samples without keeping them as ``layer.weights`` etc.
+_store_samples = True
+
+
+@contextmanager
+def samples_not_stored() -> Iterator[None]:
+    """Sample without overwriting the layers' current samples.
+
+    Used by vectorised Monte Carlo prediction, where ``torch.func.vmap`` draws
+    a batch of weights that must not leak into the modules.
+    """
+    global _store_samples
+    previous, _store_samples = _store_samples, False
+    try:
+        yield
+    finally:
+        _store_samples = previous
 
 
 def _zero_like_module(module: torch.nn.Module) -> torch.Tensor:
@@ -220,17 +247,41 @@ class BayesianModule(torch.nn.Module, ABC):
 
     # -- sampling ----------------------------------------------------------
 
+    def _draw(self) -> dict[str, torch.Tensor]:
+        """The values of the random tensors for this call, by name.
+
+        Fresh samples unless the module is frozen, in which case the current
+        ones. Fresh samples become the current ones (``self.weights`` ...)
+        except inside :func:`samples_not_stored`. With gradients on, each
+        distribution evaluates its closed-form KL in the same pass
+        (:meth:`~.distributions.DistributionModule.sample_with_kl`), so
+        :meth:`kl_cost` costs nothing more in a training step.
+
+        Raises:
+            ValueError: If the module is frozen and a value is undefined.
+        """
+        values: dict[str, torch.Tensor] = {}
+        if self.frozen:
+            for name in self._random_names:
+                value = getattr(self, name)
+                if value is None:
+                    raise ValueError(_FROZEN_UNDEFINED)
+                values[name] = value
+            return values
+        for name in self._random_names:
+            value, _ = getattr(self, f"{name}_distribution").sample_with_kl()
+            if _store_samples:
+                setattr(self, name, value)
+            values[name] = value
+        return values
+
     def _resample(self) -> None:
         """Draw fresh values for every random tensor unless the module is frozen.
 
         Raises:
             ValueError: If the module is frozen and a value is undefined.
         """
-        if not self.frozen:
-            for name, distribution, _ in self.random_tensors():
-                setattr(self, name, distribution.sample())
-        elif any(value is None for _, _, value in self.random_tensors()):
-            raise ValueError(_FROZEN_UNDEFINED)
+        self._draw()
 
     def freeze(self) -> None:
         """Fix the current samples (drawing any that are missing) and stop gradients.
@@ -254,21 +305,38 @@ class BayesianModule(torch.nn.Module, ABC):
             if isinstance(child, BayesianModule):
                 child.unfreeze()
 
-    def kl_cost(self) -> tuple[torch.Tensor, int]:
+    def kl_cost(
+        self, estimator: KLEstimator = "closed_form"
+    ) -> tuple[torch.Tensor, int]:
         """KL cost of this module's own random tensors.
 
+        Args:
+            estimator: ``"closed_form"`` (default): the exact KL(q || p) of each
+                distribution that has one (Gaussian posterior and prior),
+                else the one-sample estimate; ``"sample"``: the reference's
+                one-sample estimate, ``sum of distribution.log_prob(current
+                value)``.
+
         Returns:
-            ``(sum of distribution.log_prob(current value), number of parameters)``:
-            a one-sample estimate of KL(q || p) and the number of random values.
-            Bayesian submodules are not included (as in the reference, an
-            LSTM's embedding reports its own cost); :class:`KLDivergenceLoss`
-            and :func:`total_kl` visit every module.
+            ``(KL, number of random values)``. Bayesian submodules are not
+            included (as in the reference, an LSTM's embedding reports its own
+            cost); :class:`KLDivergenceLoss` and :func:`total_kl` visit every
+            module.
         """
+        check_kl_estimator(estimator)
         kl = _zero_like_module(self)
         num_params = 0
         for _, distribution, value in self.random_tensors():
-            if value is not None:
-                kl = kl + distribution.log_prob(value)
+            term = None
+            if estimator == "closed_form":
+                try:
+                    term = distribution.kl_divergence()
+                except NotImplementedError:
+                    term = None
+            if term is None and value is not None:
+                term = distribution.log_prob(value)
+            if term is not None:
+                kl = kl + term
             num_params += distribution.num_params()
         return kl, num_params
 
@@ -300,7 +368,9 @@ class FixedModule(BayesianModule):
     def unfreeze(self) -> None:
         """Do nothing: the tensors are never sampled."""
 
-    def kl_cost(self) -> tuple[torch.Tensor, int]:
+    def kl_cost(
+        self, estimator: KLEstimator = "closed_form"
+    ) -> tuple[torch.Tensor, int]:
         """Return ``(0., 0)``: a deterministic layer has no KL cost."""
         return _zero_like_module(self), 0
 
@@ -352,17 +422,20 @@ def unfreeze_all(model: torch.nn.Module) -> None:
         module.unfreeze()
 
 
-def total_kl(model: torch.nn.Module) -> tuple[torch.Tensor, int]:
-    """Sum ``kl_cost()`` over every Bayesian module of ``model``.
+def total_kl(
+    model: torch.nn.Module, estimator: KLEstimator = "closed_form"
+) -> tuple[torch.Tensor, int]:
+    """Sum ``kl_cost(estimator)`` over every Bayesian module of ``model``.
 
     Returns:
-        ``(summed KL estimate, total number of random values)``; the KL is a 0-d
+        ``(summed KL, total number of random values)``; the KL is a 0-d
         tensor on the model's device and dtype (zero without Bayesian modules).
     """
+    check_kl_estimator(estimator)
     kl = _zero_like_module(model)
     num_params = 0
     for module in _bayesian_modules(model):
-        module_kl, module_params = module.kl_cost()
+        module_kl, module_params = module.kl_cost(estimator)
         kl = kl + module_kl
         num_params += module_params
     return kl, num_params

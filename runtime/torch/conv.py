@@ -129,11 +129,11 @@ class Conv1d(BayesianModule):
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         """Sample (unless frozen) and convolve ``[B, C_in, L]`` inputs."""
-        self._resample()
+        values = self._draw()
         return conv1d(
             inputs,
-            self.weights,
-            self.bias,
+            values["weights"],
+            values.get("bias"),
             self.stride,
             self.padding,
             self.dilation,
@@ -216,11 +216,11 @@ class Conv2d(BayesianModule):
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         """Sample (unless frozen) and convolve ``[B, C_in, H, W]`` inputs."""
-        self._resample()
+        values = self._draw()
         return conv2d(
             inputs,
-            self.weights,
-            self.bias,
+            values["weights"],
+            values.get("bias"),
             self.stride,
             self.padding,
             self.dilation,

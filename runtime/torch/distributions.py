@@ -3,13 +3,30 @@
 from __future__ import annotations
 
 import math
+import weakref
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 
-__all__ = ["DistributionModule", "GaussianDistribution"]
+__all__ = ["DistributionModule", "GaussianDistribution", "KLEstimator"]
+
+#: How a KL cost is computed: ``"closed_form"`` (exact, where the posterior and
+#: the prior have one; the default) or ``"sample"`` (the reference's one-sample
+#: estimate ``log q(w) - log p(w)`` at the current sample ``w``).
+KLEstimator = Literal["closed_form", "sample"]
+KL_ESTIMATORS: tuple[str, ...] = ("closed_form", "sample")
+
+
+def check_kl_estimator(estimator: str) -> None:
+    """Raise ``ValueError`` unless ``estimator`` is one of :data:`KL_ESTIMATORS`."""
+    if estimator not in KL_ESTIMATORS:
+        raise ValueError(
+            f"KL estimator must be one of {', '.join(map(repr, KL_ESTIMATORS))}, "
+            f"not {estimator!r}"
+        )
+
 
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 
@@ -64,6 +81,22 @@ class DistributionModule(torch.nn.Module, ABC):
     @abstractmethod
     def num_params(self) -> int:
         """Return the number of random values the distribution describes."""
+
+    def kl_divergence(self) -> torch.Tensor:
+        """Closed-form KL(q || p) summed over elements, where one exists.
+
+        Raises:
+            NotImplementedError: For distributions without a closed form; the
+                KL cost then falls back to the one-sample estimate.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no closed-form KL")
+
+    def sample_with_kl(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """A fresh sample and, when cheaper together, the closed-form KL.
+
+        The default draws :meth:`sample` and returns ``None`` for the KL.
+        """
+        return self.sample(), None
 
 
 class GaussianDistribution(DistributionModule):
@@ -134,6 +167,64 @@ class GaussianDistribution(DistributionModule):
         eps = torch.randn_like(self.rho)
         return self.mu + self.sigma * eps
 
+    def kl_divergence(self) -> torch.Tensor:
+        """Closed-form KL(q || p) summed over elements, as a 0-d tensor.
+
+        ``sum(log s_p - log sigma + (sigma**2 + (mu - mu_p)**2) / (2 s_p**2) - 1/2)``.
+        If :meth:`sample_with_kl` computed it for the current ``mu`` and ``rho``
+        (not modified in place since, and not yet back-propagated), that value
+        is returned, so a training step evaluates the KL once; otherwise it is
+        computed here, with ``log sigma`` as a stable log-softplus.
+        """
+        cached = self._cached_kl()
+        if cached is not None:
+            return cached
+        log_sigma = _log_softplus(self.rho)
+        log_std_prior = torch.log(self.std_prior)
+        half_inv_var = 0.5 * torch.exp(-2.0 * log_std_prior)
+        diff = self.mu - self.mu_prior
+        terms = (
+            log_std_prior
+            - log_sigma
+            + (torch.exp(2.0 * log_sigma) + diff * diff) * half_inv_var
+            - 0.5
+        )
+        return terms.sum()
+
+    def sample_with_kl(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """A fresh sample and the closed-form KL, fused for a training step.
+
+        In eager mode with gradients on, one custom autograd function draws
+        ``mu + softplus(rho) * eps`` and evaluates the KL in the same pass
+        over the parameters, and its backward writes both gradients at once
+        (about half the elementwise passes of sampling and KL taken apart).
+        The KL is remembered for :meth:`kl_divergence`. Under
+        ``torch.compile``, functorch transforms or ``torch.no_grad()`` this is
+        :meth:`sample` (and the KL is None): the compiler fuses the plain ops
+        itself, and without gradients the KL is not needed.
+        """
+        if not _fusable():
+            return self.sample(), None
+        record = _KLRecord(self.mu, self.rho)
+        value, kl = _GaussianSampleKL.apply(
+            self.mu, self.rho, self.mu_prior, self.std_prior, record
+        )
+        record.kl = kl
+        self._kl_record = record
+        return value, kl
+
+    def _cached_kl(self) -> torch.Tensor | None:
+        record = getattr(self, "_kl_record", None)
+        if record is None or _in_transform() or not record.valid_for(self):
+            return None
+        return record.kl
+
+    def __getstate__(self) -> dict[str, Any]:
+        """State for ``copy.deepcopy`` and ``pickle``, without the remembered KL."""
+        state = super().__getstate__()
+        state.pop("_kl_record", None)
+        return state
+
     def log_prob(self, x: torch.Tensor | None = None) -> torch.Tensor:
         """One-sample estimate of KL(q || p): ``sum log q(x) - sum log p(x)``.
 
@@ -156,3 +247,102 @@ class GaussianDistribution(DistributionModule):
     def extra_repr(self) -> str:
         """Shape and prior, for ``print(module)``."""
         return f"shape={tuple(self.mu.shape)}"
+
+
+def _in_transform() -> bool:
+    """True under ``torch.compile`` or a functorch transform (vmap, grad)."""
+    return (
+        torch.compiler.is_compiling()
+        or torch._C._functorch.peek_interpreter_stack() is not None
+    )
+
+
+def _fusable() -> bool:
+    """True where the fused sample-and-KL function may run: eager autograd."""
+    return torch.is_grad_enabled() and not _in_transform()
+
+
+class _KLRecord:
+    """The KL evaluated with a sample, valid while mu and rho are unchanged."""
+
+    __slots__ = (
+        "__weakref__",
+        "consumed",
+        "kl",
+        "mu",
+        "mu_version",
+        "rho",
+        "rho_version",
+    )
+
+    def __init__(self, mu: torch.Tensor, rho: torch.Tensor) -> None:
+        self.mu, self.rho = mu, rho
+        self.mu_version, self.rho_version = mu._version, rho._version
+        self.kl: torch.Tensor | None = None
+        self.consumed = False
+
+    def valid_for(self, distribution: GaussianDistribution) -> bool:
+        """Same tensors, not modified in place, graph not yet back-propagated."""
+        return (
+            not self.consumed
+            and self.kl is not None
+            and distribution.mu is self.mu
+            and distribution.rho is self.rho
+            and self.mu._version == self.mu_version
+            and self.rho._version == self.rho_version
+        )
+
+
+class _GaussianSampleKL(torch.autograd.Function):
+    """``w = mu + softplus(rho) * eps`` and the closed-form KL, one pass each way.
+
+    Forward: ``randn``, ``softplus``, ``addcmul`` for the sample and three
+    reductions for the KL. Backward, with ``g`` the gradient of ``w`` and
+    ``c`` that of the KL, ``sigma = softplus(rho)`` and ``v = s_p**2``:
+    ``d mu = g + c (mu - mu_p) / v`` and
+    ``d rho = sigmoid(rho) (g eps + c sigma / v - c / sigma)``.
+    Valid where ``softplus(rho)`` is a normal float (``rho > -87`` in float32).
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        mu: torch.Tensor,
+        rho: torch.Tensor,
+        mu_prior: torch.Tensor,
+        std_prior: torch.Tensor,
+        record: _KLRecord,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        eps = torch.randn_like(rho)
+        sigma = F.softplus(rho)
+        value = torch.addcmul(mu, sigma, eps)
+        diff = mu - mu_prior
+        inv_var = std_prior.reciprocal().square()
+        flat_sigma, flat_diff = sigma.reshape(-1), diff.reshape(-1)
+        quadratic = torch.dot(flat_sigma, flat_sigma) + torch.dot(flat_diff, flat_diff)
+        count = mu.numel()
+        kl = (
+            count * (torch.log(std_prior) - 0.5)
+            - torch.log(sigma).sum()
+            + 0.5 * inv_var * quadratic
+        ).reshape(())
+        ctx.save_for_backward(rho, eps, sigma, diff, inv_var)
+        # A weak reference: the record holds the KL, whose graph holds ctx.
+        ctx.record = weakref.ref(record)
+        return value, kl
+
+    @staticmethod
+    def backward(  # type: ignore[override]
+        ctx: Any, grad_value: torch.Tensor, grad_kl: torch.Tensor
+    ) -> tuple[torch.Tensor | None, ...]:
+        record = ctx.record()
+        if record is not None:
+            record.consumed = True
+        rho, eps, sigma, diff, inv_var = ctx.saved_tensors
+        scaled = grad_kl * inv_var
+        grad_mu = torch.addcmul(grad_value, diff, scaled)
+        grad_rho = grad_value * eps
+        grad_rho.addcmul_(sigma, scaled)
+        grad_rho.addcdiv_(-grad_kl.reshape(1), sigma)
+        grad_rho.mul_(torch.sigmoid(rho))
+        return grad_mu, grad_rho, None, None, None

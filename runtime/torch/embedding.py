@@ -133,10 +133,10 @@ class Embedding(BayesianModule):
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         """Sample (unless frozen) and look up integer ``inputs`` ``[*]``."""
-        self._resample()
+        values = self._draw()
         return embedding(
             inputs,
-            self.weights,
+            values["weights"],
             self.padding_idx,
             self.max_norm,
             self.norm_type,

@@ -77,8 +77,8 @@ class Linear(BayesianModule):
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         """Sample (unless frozen) and apply the layer to ``[*, input_size]`` inputs."""
-        self._resample()
-        return linear(inputs, self.weights, self.bias)
+        values = self._draw()
+        return linear(inputs, values["weights"], values.get("bias"))
 
     def extra_repr(self) -> str:
         """Sizes, for ``print(module)``."""

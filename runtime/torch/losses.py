@@ -8,6 +8,7 @@ from typing import Literal
 import torch
 
 from .base import total_kl
+from .distributions import KLEstimator, check_kl_estimator
 from .heads import BernoulliStoch, CategoricalStoch, NormalStoch, head_nll
 
 __all__ = ["ELBOLoss", "KLDivergenceLoss"]
@@ -25,19 +26,30 @@ class KLDivergenceLoss(torch.nn.Module):
     total, as documented.
     """
 
-    def __init__(self, reduction: Literal["mean", "sum"] = "mean", weight: float = 1.0):
+    def __init__(
+        self,
+        reduction: Literal["mean", "sum"] = "mean",
+        weight: float = 1.0,
+        *,
+        estimator: KLEstimator = "closed_form",
+    ):
         """Create the loss.
 
         Args:
             reduction: ``"mean"`` (the reference's only mode) divides the summed
                 KL by the total parameter count; ``"sum"`` returns the sum.
             weight: Factor applied to the result.
+            estimator: ``"closed_form"`` (exact Gaussian KL) or ``"sample"``
+                (the reference's one-sample estimate); see
+                :meth:`~.base.BayesianModule.kl_cost`.
         """
         super().__init__()
         if reduction not in ("mean", "sum"):
             raise ValueError(f"reduction must be 'mean' or 'sum', not {reduction!r}")
+        check_kl_estimator(estimator)
         self.reduction = reduction
         self.weight = weight
+        self.estimator = estimator
 
     def forward(self, model: torch.nn.Module) -> torch.Tensor:
         """Return the weighted KL term of ``model`` as a 0-d tensor.
@@ -45,7 +57,7 @@ class KLDivergenceLoss(torch.nn.Module):
         It is on the model's device and dtype, and zero when the model has no
         Bayesian modules.
         """
-        kl, num_params = total_kl(model)
+        kl, num_params = total_kl(model, self.estimator)
         if self.reduction == "mean" and num_params > 0:
             kl = kl / num_params
         return self.weight * kl
@@ -72,6 +84,8 @@ class ELBOLoss(torch.nn.Module):
         loss_function: Callable[..., torch.Tensor] | None = None,
         num_samples: int = 1,
         kl_weight: float = 1e-3,
+        *,
+        kl_estimator: KLEstimator = "closed_form",
     ) -> None:
         """Create the loss.
 
@@ -81,6 +95,9 @@ class ELBOLoss(torch.nn.Module):
                 :func:`~.heads.head_nll` on the outputs of a stochastic head.
             num_samples: Forward passes averaged by :meth:`monte_carlo`.
             kl_weight: Factor of the normalised KL term.
+            kl_estimator: How the KL is computed: ``"closed_form"`` (exact
+                for Gaussian posteriors and priors) or ``"sample"`` (the
+                reference's one-sample estimate).
         """
         super().__init__()
         if num_samples < 1:
@@ -88,7 +105,7 @@ class ELBOLoss(torch.nn.Module):
         self.loss_function = loss_function
         self.num_samples = num_samples
         self.kl_weight = kl_weight
-        self.kl_loss = KLDivergenceLoss(weight=1.0)
+        self.kl_loss = KLDivergenceLoss(weight=1.0, estimator=kl_estimator)
 
     def forward(
         self, outputs: torch.Tensor, targets: torch.Tensor, model: torch.nn.Module

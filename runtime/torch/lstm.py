@@ -68,15 +68,19 @@ def _lstm_forward(
     module: LSTM | FixedLSTM,
     inputs: torch.Tensor,
     init_states: LSTMState | None,
+    values: dict[str, torch.Tensor],
 ) -> tuple[torch.Tensor, LSTMState]:
-    """Embed token ids ``[B, T, 1]`` or ``[B, T]`` and run :func:`lstm_recurrence`."""
+    """Embed token ids ``[B, T, 1]`` or ``[B, T]`` and run :func:`lstm_recurrence`.
+
+    ``values`` maps the tensor names (``wf`` ... ``bv``) to this call's values.
+    """
     if inputs.dim() == 3:
         inputs = inputs.squeeze(-1)
     embedded = module.embedding(inputs)
-    gate_weights = torch.cat([getattr(module, f"w{g}") for g in _GATES])
-    gate_bias = torch.cat([getattr(module, f"b{g}") for g in _GATES])
+    gate_weights = torch.cat([values[f"w{g}"] for g in _GATES])
+    gate_bias = torch.cat([values[f"b{g}"] for g in _GATES])
     return lstm_recurrence(
-        embedded, init_states, gate_weights, gate_bias, module.wv, module.bv
+        embedded, init_states, gate_weights, gate_bias, values["wv"], values["bv"]
     )
 
 
@@ -179,8 +183,7 @@ class LSTM(BayesianModule):
         Returns:
             ``(y [B, output_size], (h_T, c_T))``.
         """
-        self._resample()
-        return _lstm_forward(self, inputs, init_states)
+        return _lstm_forward(self, inputs, init_states, self._draw())
 
 
 class FixedLSTM(FixedModule):
@@ -244,4 +247,5 @@ class FixedLSTM(FixedModule):
         self, inputs: torch.Tensor, init_states: LSTMState | None = None
     ) -> tuple[torch.Tensor, LSTMState]:
         """Run over token ids ``[B, T, 1]`` or ``[B, T]`` (see :meth:`LSTM.forward`)."""
-        return _lstm_forward(self, inputs, init_states)
+        values = {name: param for name, param in self.named_parameters(recurse=False)}
+        return _lstm_forward(self, inputs, init_states, values)

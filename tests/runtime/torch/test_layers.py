@@ -378,7 +378,7 @@ def test_freeze_and_unfreeze_reach_lstm_embedding() -> None:
 def test_kl_cost_sums_log_prob_of_current_samples(name: str, num_params: int) -> None:
     layer, inputs = _layers()[name]
     _output(layer, *inputs)
-    kl, count = layer.kl_cost()
+    kl, count = layer.kl_cost("sample")
     expected = sum(dist.log_prob(value) for _, dist, value in layer.random_tensors())
     assert count == num_params
     torch.testing.assert_close(kl, expected)
@@ -386,6 +386,17 @@ def test_kl_cost_sums_log_prob_of_current_samples(name: str, num_params: int) ->
     kl.backward()  # differentiable with respect to the posterior
     for _, dist, _ in layer.random_tensors():
         assert dist.mu.grad is not None and dist.rho.grad is not None
+
+
+@pytest.mark.parametrize("name", ["linear", "conv1d", "conv2d", "embedding", "lstm"])
+def test_kl_cost_defaults_to_the_closed_form(name: str) -> None:
+    layer, inputs = _layers()[name]
+    _output(layer, *inputs)
+    kl, _ = layer.kl_cost()
+    expected = sum(dist.kl_divergence() for _, dist, _ in layer.random_tensors())
+    torch.testing.assert_close(kl, expected)
+    with pytest.raises(ValueError, match="KL estimator"):
+        layer.kl_cost("exact")  # type: ignore[arg-type]
 
 
 def test_grouped_conv_and_lstm_embedding_counts() -> None:
