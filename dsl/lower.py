@@ -93,19 +93,22 @@ def check_depth(tree: Tree) -> Tree | None:
 
     Iterative, so that no input can exhaust Python's stack.
     """
-    stack: list[tuple[Tree | Token, int, Tree | None]] = [(tree, 0, None)]
+    stack: list[tuple[Tree, int, Tree | None]] = [(tree, 0, None)]
+    push = stack.append
     while stack:
         node, depth, outermost = stack.pop()
-        if isinstance(node, Tree):
-            weight = _WEIGHTS.get(node.data, 0)
-            if weight and outermost is None:
+        weight = _WEIGHTS.get(node.data, 0)
+        if weight:
+            if outermost is None:
                 outermost = node
             depth += weight
             if depth > MAX_DEPTH:
                 return outermost
-            if weight == 0:
-                outermost = None
-            stack.extend((child, depth, outermost) for child in node.children)
+        else:
+            outermost = None
+        for child in node.children:
+            if isinstance(child, Tree):  # tokens add no depth
+                push((child, depth, outermost))
     return None
 
 

@@ -398,8 +398,8 @@ class _ForwardEmitter:
 
     def statement(self, prefix: str, expr: ir.Expr, source: Source) -> None:
         """``prefix + expr``, with temporaries first if it does not fit."""
-        overrides = self._prepare(expr, len(prefix), source)
-        self._emit(prefix, expr, overrides, source)
+        overrides, code = self._prepare(expr, len(prefix), source)
+        self._emit(prefix, expr, overrides, source, code)
 
     def ret(self, statement: ir.Return, source: Source) -> None:
         if self.info.record_name is None:
@@ -424,33 +424,47 @@ class _ForwardEmitter:
 
     def _prepare(
         self, expr: ir.Expr, prefix_length: int, source: Source
-    ) -> dict[int, str]:
-        """Hoist compound sub-expressions of ``expr`` if it does not fit."""
-        if self._fits(prefix_length, self.render(expr, {})):
-            return {}
-        return {
+    ) -> tuple[dict[int, str], str | None]:
+        """Hoist compound sub-expressions of ``expr`` if it does not fit.
+
+        Returns the hoisted sub-expressions' names and, when none is, the code
+        of ``expr`` (so that it is not rendered again).
+        """
+        code = self.render(expr, {})
+        if self._fits(prefix_length, code):
+            return {}, code
+        overrides = {
             id(child): self._hoist(child, source)
             for child in _children(expr)
             if _children(child)
         }
+        return overrides, None if overrides else code
 
     def _hoist(self, expr: ir.Expr, source: Source) -> str:
         """Emit ``_tN = expr`` (its own hoists first) and return ``_tN``."""
-        overrides = self._prepare(expr, len("_t00 = "), source)
+        overrides, code = self._prepare(expr, len("_t00 = "), source)
         self.temps += 1
         name = f"_t{self.temps}"
-        self._emit(f"{name} = ", expr, overrides, source)
+        self._emit(f"{name} = ", expr, overrides, source, code)
         return name
 
     def _emit(
-        self, prefix: str, expr: ir.Expr, overrides: dict[int, str], source: Source
+        self,
+        prefix: str,
+        expr: ir.Expr,
+        overrides: dict[int, str],
+        source: Source,
+        code: str | None = None,
     ) -> None:
+        """``prefix + expr`` (``code``, when given, is ``expr`` rendered)."""
         w = self.g.writer
-        code = self.render(expr, overrides)
-        head, args = (
-            self.call_parts(expr, overrides) if isinstance(expr, ir.Call) else ("", [])
-        )
-        if self._fits(len(prefix), code) or not args:
+        if code is None:
+            code = self.render(expr, overrides)
+        if self._fits(len(prefix), code) or not isinstance(expr, ir.Call):
+            w.line(prefix + code, source=source)
+            return
+        head, args = self.call_parts(expr, overrides)
+        if not args:
             w.line(prefix + code, source=source)
         else:
             w.block(wrap_call(prefix + head, args, "", w.indent_width), source=source)
