@@ -849,31 +849,40 @@ def head_nll(outputs: StochState, targets: torch.Tensor) -> torch.Tensor:
 # -- Monte Carlo prediction -------------------------------------------------------
 
 
+def _normal_parts(output: Any) -> tuple[torch.Tensor, ...]:
+    if isinstance(output, (tuple, list)):
+        output = output[0]
+    if not isinstance(output, NormalStoch):
+        raise TypeError(
+            "the model must return a NormalStoch (a normal head), "
+            f"not {type(output).__name__}"
+        )
+    return output.mean, output.std, output.stoch
+
+
 def _normal_samples(
-    model: torch.nn.Module, inputs: tuple[Any, ...], num_samples: int
+    model: torch.nn.Module,
+    inputs: tuple[Any, ...],
+    num_samples: int,
+    vectorize: bool,
 ) -> NormalStoch:
-    """``num_samples`` normal-head outputs of ``model(*inputs)`` stacked on axis 0."""
-    if num_samples < 1:
-        raise ValueError(f"num_samples must be >= 1, not {num_samples}")
-    outputs = []
-    with torch.no_grad():
-        for _ in range(num_samples):
-            output = model(*inputs)
-            if isinstance(output, (tuple, list)):
-                output = output[0]
-            if not isinstance(output, NormalStoch):
-                raise TypeError(
-                    "the model must return a NormalStoch (a normal head), "
-                    f"not {type(output).__name__}"
-                )
-            outputs.append(output)
-    return stack_dist(outputs, dim=0)
+    """``num_samples`` normal-head outputs of ``model(*inputs)`` stacked on axis 0.
+
+    Vectorised like :func:`~.predict.mc_samples`.
+    """
+    from .predict import sample_outputs  # predict is the higher-level module
+
+    parts = sample_outputs(
+        model, inputs, num_samples, _normal_parts, vectorize=vectorize
+    )
+    return NormalStoch(*parts)
 
 
 def predictive_normal(
     model: torch.nn.Module,
     *inputs: Any,
     num_samples: int = DEFAULT_NUM_SAMPLES,
+    vectorize: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and standard deviation of the posterior predictive of a normal head.
 
@@ -882,12 +891,12 @@ def predictive_normal(
     law of total variance its mean is ``mean_s`` averaged and its variance
     ``mean(std_s^2)`` (aleatoric) plus the population variance of ``mean_s``
     (epistemic). Runs under ``torch.no_grad()``; tuple outputs contribute their
-    first element.
+    first element. ``vectorize`` is as in :func:`~.predict.mc_samples`.
 
     Returns:
         ``(mean, std)``, each shaped like the head's ``mean``.
     """
-    samples = _normal_samples(model, inputs, num_samples)
+    samples = _normal_samples(model, inputs, num_samples, vectorize)
     mean = samples.mean.mean(dim=0)
     variance = samples.std.square().mean(dim=0) + samples.mean.var(dim=0, correction=0)
     return mean, variance.sqrt()
@@ -912,6 +921,7 @@ def predictive_interval(
     num_samples: int = DEFAULT_NUM_SAMPLES,
     level: float = 0.9,
     draws_per_sample: int = 64,
+    vectorize: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Central ``level`` interval of the posterior predictive of a normal head.
 
@@ -928,7 +938,7 @@ def predictive_interval(
         raise ValueError(f"level must be in (0, 1), not {level}")
     if draws_per_sample < 1:
         raise ValueError(f"draws_per_sample must be >= 1, not {draws_per_sample}")
-    samples = _normal_samples(model, inputs, num_samples)
+    samples = _normal_samples(model, inputs, num_samples, vectorize)
     eps = torch.randn(
         (draws_per_sample, *samples.mean.shape),
         dtype=samples.mean.dtype,

@@ -1,19 +1,31 @@
 """Monte Carlo prediction: predictive moments and uncertainty decompositions.
 
-Every helper calls the model ``num_samples`` times under ``torch.no_grad()``;
-unfrozen Bayesian layers draw fresh weights on each call, so the samples are
-draws from the approximate posterior predictive. (A frozen model gives
-``num_samples`` identical outputs.) Models returning a tuple, such as
-:class:`~bnnc.runtime.torch.LSTM`, contribute their first element.
+Every helper evaluates the model ``num_samples`` times under
+``torch.no_grad()``; unfrozen Bayesian layers draw fresh weights on each
+evaluation, so the samples are draws from the approximate posterior
+predictive. (A frozen model gives ``num_samples`` identical outputs.) Models
+returning a tuple, such as :class:`~bnnc.runtime.torch.LSTM`, contribute their
+first element.
+
+:func:`mc_samples` is vectorised: ``torch.func.vmap`` with
+``randomness="different"`` evaluates the ``num_samples`` copies in one call,
+so every Bayesian layer draws a batch of weights at once and each matmul or
+convolution becomes a batched one, instead of ``num_samples`` Python-level
+passes. Each copy sees the whole batch, exactly as a separate call would, so
+batch statistics (``batch_norm``) keep their meaning. The layers' current
+samples (``layer.weights``) are left as they were. ``vectorize=False`` calls
+the model in a Python loop instead (and leaves the last draw as the current
+samples), as the JAX runtime's option of the same name does.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import torch
 
-from .base import freeze_all, total_kl, unfreeze_all
+from .base import freeze_all, samples_not_stored, total_kl, unfreeze_all
 
 __all__ = [
     "ClassificationUncertainty",
@@ -25,6 +37,7 @@ __all__ = [
     "predictive_entropy",
     "predictive_mean_std",
     "predictive_probs",
+    "sample_outputs",
     "total_kl",
     "unfreeze_all",
 ]
@@ -32,35 +45,73 @@ __all__ = [
 DEFAULT_NUM_SAMPLES = 32
 
 
+def _first(output: Any) -> Any:
+    return output[0] if isinstance(output, (tuple, list)) else output
+
+
+def sample_outputs(
+    model: torch.nn.Module,
+    inputs: tuple[Any, ...],
+    num_samples: int,
+    extract: Callable[[Any], Any] = _first,
+    *,
+    vectorize: bool = True,
+) -> Any:
+    """``num_samples`` evaluations of ``extract(model(*inputs))``, stacked on axis 0.
+
+    ``extract`` turns one output into a tensor or a tuple of tensors (stacked
+    element by element). Vectorised with ``torch.func.vmap`` unless
+    ``vectorize`` is False; always under ``torch.no_grad()``.
+    """
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be >= 1, not {num_samples}")
+    with torch.no_grad():
+        if vectorize:
+
+            def one(_: torch.Tensor) -> Any:
+                return extract(model(*inputs))
+
+            with samples_not_stored():
+                index = torch.arange(num_samples)
+                return torch.func.vmap(one, randomness="different")(index)
+        outputs = [extract(model(*inputs)) for _ in range(num_samples)]
+    if isinstance(outputs[0], tuple):
+        return tuple(torch.stack(parts) for parts in zip(*outputs, strict=True))
+    return torch.stack(outputs)
+
+
 def mc_samples(
     model: torch.nn.Module,
     *inputs: torch.Tensor,
     num_samples: int = DEFAULT_NUM_SAMPLES,
+    vectorize: bool = True,
 ) -> torch.Tensor:
-    """Stack ``num_samples`` outputs of ``model(*inputs)`` into ``[S, ...]``."""
-    if num_samples < 1:
-        raise ValueError(f"num_samples must be >= 1, not {num_samples}")
-    outputs = []
-    with torch.no_grad():
-        for _ in range(num_samples):
-            output = model(*inputs)
-            if isinstance(output, (tuple, list)):
-                output = output[0]
-            outputs.append(output)
-    return torch.stack(outputs)
+    """Stack ``num_samples`` outputs of ``model(*inputs)`` into ``[S, ...]``.
+
+    Args:
+        model: The model; tuple outputs contribute their first element.
+        *inputs: Its inputs.
+        num_samples: Number of posterior samples ``S``.
+        vectorize: Evaluate the samples at once with ``torch.func.vmap``
+            (default); False calls the model ``S`` times in a loop, which
+            needs less memory (activations of one sample at a time) and works
+            for models with operations vmap cannot batch.
+    """
+    return sample_outputs(model, inputs, num_samples, vectorize=vectorize)
 
 
 def predictive_mean_std(
     model: torch.nn.Module,
     *inputs: torch.Tensor,
     num_samples: int = DEFAULT_NUM_SAMPLES,
+    vectorize: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and standard deviation of the outputs over samples (regression).
 
     The standard deviation is the population one (``correction=0``), so one
     sample gives zero rather than NaN.
     """
-    samples = mc_samples(model, *inputs, num_samples=num_samples)
+    samples = mc_samples(model, *inputs, num_samples=num_samples, vectorize=vectorize)
     return samples.mean(dim=0), samples.std(dim=0, correction=0)
 
 
@@ -68,9 +119,10 @@ def predictive_probs(
     model: torch.nn.Module,
     *inputs: torch.Tensor,
     num_samples: int = DEFAULT_NUM_SAMPLES,
+    vectorize: bool = True,
 ) -> torch.Tensor:
     """Posterior predictive class probabilities: the mean softmax of the logits."""
-    logits = mc_samples(model, *inputs, num_samples=num_samples)
+    logits = mc_samples(model, *inputs, num_samples=num_samples, vectorize=vectorize)
     return torch.softmax(logits, dim=-1).mean(dim=0)
 
 
@@ -117,9 +169,10 @@ def classification_uncertainty(
     model: torch.nn.Module,
     *inputs: torch.Tensor,
     num_samples: int = DEFAULT_NUM_SAMPLES,
+    vectorize: bool = True,
 ) -> ClassificationUncertainty:
     """Predictive probabilities with total, aleatoric and epistemic uncertainty."""
-    logits = mc_samples(model, *inputs, num_samples=num_samples)
+    logits = mc_samples(model, *inputs, num_samples=num_samples, vectorize=vectorize)
     prob_samples = torch.softmax(logits, dim=-1)
     probs = prob_samples.mean(dim=0)
     total = predictive_entropy(probs)

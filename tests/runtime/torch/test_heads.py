@@ -541,7 +541,9 @@ class _Scripted(torch.nn.Module):
 
 def test_predictive_normal_is_the_law_of_total_variance() -> None:
     outputs = [_normal((3,), 2) for _ in range(5)]
-    mean, std = predictive_normal(_Scripted(outputs), torch.zeros(1), num_samples=5)
+    mean, std = predictive_normal(
+        _Scripted(outputs), torch.zeros(1), num_samples=5, vectorize=False
+    )
     means = torch.stack([o.mean for o in outputs])
     variances = torch.stack([o.std**2 for o in outputs])
     torch.testing.assert_close(mean, means.mean(0))

@@ -23,10 +23,11 @@ from bnnc.runtime.torch import (
     total_kl,
     unfreeze_all,
 )
+from bnnc.runtime.torch.functional import batch_norm
 
 
 class _Scripted(torch.nn.Module):
-    """Returns the given outputs in turn, ignoring its input."""
+    """Returns the given outputs in turn, ignoring its input (loop mode only)."""
 
     def __init__(self, outputs: list[list[float]]) -> None:
         super().__init__()
@@ -65,7 +66,9 @@ def test_mc_samples_takes_first_element_of_tuple_outputs() -> None:
 
 def test_predictive_mean_std_hand_computed() -> None:
     model = _Scripted([[1.0, 10.0], [3.0, 10.0], [5.0, 10.0], [7.0, 10.0]])
-    mean, std = predictive_mean_std(model, torch.zeros(1), num_samples=4)
+    mean, std = predictive_mean_std(
+        model, torch.zeros(1), num_samples=4, vectorize=False
+    )
     assert model.calls == 4
     torch.testing.assert_close(mean, torch.tensor([4.0, 10.0]))
     # Population std of 1, 3, 5, 7: sqrt(5).
@@ -74,7 +77,9 @@ def test_predictive_mean_std_hand_computed() -> None:
 
 def test_predictive_probs_is_the_mean_softmax() -> None:
     logits = [[0.0, 0.0], [math.log(3.0), 0.0]]  # softmax: [.5, .5] and [.75, .25]
-    probs = predictive_probs(_Scripted(logits), torch.zeros(1), num_samples=2)
+    probs = predictive_probs(
+        _Scripted(logits), torch.zeros(1), num_samples=2, vectorize=False
+    )
     torch.testing.assert_close(probs, torch.tensor([0.625, 0.375]))
 
 
@@ -98,7 +103,7 @@ def test_mutual_information_of_identical_and_disagreeing_samples() -> None:
 def test_classification_uncertainty_decomposes_entropy() -> None:
     logits = [[10.0, -10.0], [-10.0, 10.0]]  # two confident, opposite samples
     result = classification_uncertainty(
-        _Scripted(logits), torch.zeros(1), num_samples=2
+        _Scripted(logits), torch.zeros(1), num_samples=2, vectorize=False
     )
     assert isinstance(result, ClassificationUncertainty)
     torch.testing.assert_close(result.probs, torch.tensor([0.5, 0.5]))
@@ -129,3 +134,88 @@ def test_freeze_all_unfreeze_all_and_total_kl() -> None:
     parts = [model[0].kl_cost(), lstm.kl_cost(), lstm.embedding.kl_cost()]
     torch.testing.assert_close(kl, sum(p[0] for p in parts))
     assert count == sum(p[1] for p in parts) == 16 + (4 * (3 * 5 + 3) + 4) + 20
+
+
+def _replay_loop(model: torch.nn.Module, inputs: torch.Tensor, draws: list) -> list:
+    """Outputs of ``model`` with each recorded draw set as the frozen weights."""
+    outputs = []
+    layers = [m for m in model.modules() if isinstance(m, Linear)]
+    for index in range(len(draws[0][1])):
+        for layer, (_, values) in zip(layers, draws, strict=True):
+            layer.weights = values[index]["weights"]
+            layer.bias = values[index]["bias"]
+            layer.frozen = True
+        outputs.append(model(inputs))
+    return outputs
+
+
+def test_vectorised_mc_samples_equal_separate_passes_with_the_same_draws(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        Linear(3, 6, rho_init=-1.0), torch.nn.Tanh(), Linear(6, 2, rho_init=-1.0)
+    )
+    inputs = torch.randn(4, 3)
+    recorded: list = []
+    draw = Linear._draw
+
+    def recording_draw(self: Linear) -> dict[str, torch.Tensor]:
+        values = draw(self)
+        recorded.append((self, values))
+        return values
+
+    monkeypatch.setattr(Linear, "_draw", recording_draw)
+    stored = model[0].weights.clone()
+    samples = mc_samples(model, inputs, num_samples=5)
+    assert torch.equal(model[0].weights, stored)  # current samples untouched
+    monkeypatch.setattr(Linear, "_draw", draw)
+    # Under vmap each layer drew once, a batch of 5 weight tensors.
+    assert [layer for layer, _ in recorded] == [model[0], model[2]]
+    draws = [
+        (
+            layer,
+            [
+                {
+                    name: torch._C._functorch.get_unwrapped(value)[i]
+                    for name, value in values.items()
+                }
+                for i in range(5)
+            ],
+        )
+        for layer, values in recorded
+    ]
+    expected = torch.stack(_replay_loop(model, inputs, draws))
+    torch.testing.assert_close(samples, expected)
+
+
+def test_vectorised_and_loop_mc_samples_have_the_same_distribution() -> None:
+    torch.manual_seed(1)
+    model = _net()
+    inputs = torch.randn(2, 3)
+    vectorised = mc_samples(model, inputs, num_samples=4000)
+    loop = mc_samples(model, inputs, num_samples=4000, vectorize=False)
+    # Standard error of a mean over 4000 draws: std / 63; tolerance 4 of them.
+    tolerance = 4 * loop.std(dim=0) / math.sqrt(4000)
+    assert torch.all((vectorised.mean(0) - loop.mean(0)).abs() < tolerance)
+    ratio = vectorised.std(dim=0) / loop.std(dim=0)
+    assert torch.all((ratio - 1).abs() < 0.1)
+
+
+def test_vectorised_mc_keeps_batch_statistics_per_sample() -> None:
+    # batch_norm couples the examples of a batch: each sample must see the
+    # whole batch alone, as a separate call would.
+    torch.manual_seed(2)
+
+    class Normalised(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer = Linear(3, 4, rho_init=-1.0)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return batch_norm(self.layer(x))  # what generated code calls
+
+    samples = mc_samples(Normalised(), torch.randn(16, 3), num_samples=6)
+    zeros = torch.zeros(6, 4)
+    torch.testing.assert_close(samples.mean(dim=1), zeros, atol=1e-5, rtol=0)
+    assert samples.std(dim=(0, 1)).min() > 0.1  # the samples do differ
