@@ -13,8 +13,8 @@
 - :class:`Floor`: the sampling floor. A deterministic twin whose Bayesian
   weight tensors are replaced, on every call, by one draw
   ``mu + softplus(rho) * randn_like(rho)`` per tensor (``mu`` being the twin's
-  own parameter, ``rho`` an extra same-shaped parameter), fed to the twin with
-  ``torch.func.functional_call``. Its optimiser updates ``mu`` and ``rho``.
+  own parameter, ``rho`` an extra same-shaped parameter), fed to the twin's
+  functional forward. Its optimiser updates ``mu`` and ``rho``.
 """
 
 from __future__ import annotations
@@ -66,6 +66,12 @@ class DetMLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc3(F.relu(self.fc2(F.relu(self.fc1(x)))))
 
+    def functional(self, w: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` with the weights ``w`` (named as parameters)."""
+        h = F.relu(F.linear(x, w["fc1.weight"], w["fc1.bias"]))
+        h = F.relu(F.linear(h, w["fc2.weight"], w["fc2.bias"]))
+        return F.linear(h, w["fc3.weight"], w["fc3.bias"])
+
 
 class DetCNN(nn.Module):
     """examples/digits.bnn: two conv blocks and a linear head."""
@@ -80,6 +86,14 @@ class DetCNN(nn.Module):
         x = F.max_pool2d(F.relu(self.conv1(x)), 2)
         x = F.max_pool2d(F.relu(self.conv2(x)), 2)
         return self.head(torch.flatten(x, 1))
+
+    def functional(self, w: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` with the weights ``w`` (named as parameters)."""
+        x = F.conv2d(x, w["conv1.weight"], w["conv1.bias"], padding=1)
+        x = F.max_pool2d(F.relu(x), 2)
+        x = F.conv2d(x, w["conv2.weight"], w["conv2.bias"], padding=1)
+        x = F.max_pool2d(F.relu(x), 2)
+        return F.linear(torch.flatten(x, 1), w["head.weight"], w["head.bias"])
 
 
 def lstm_loop(
@@ -118,6 +132,17 @@ class DetSequence(nn.Module):
         y = F.dropout(torch.tanh(self.readout(h)), DROPOUT, self.training)
         return F.log_softmax(self.head(y), dim=-1)
 
+    def functional(
+        self, w: dict[str, torch.Tensor], tokens: torch.Tensor
+    ) -> torch.Tensor:
+        """:meth:`forward` with the weights ``w`` (named as parameters)."""
+        embedded = F.embedding(tokens, w["embedding.weight"], padding_idx=0)
+        gates_x = F.linear(embedded, w["gates_x.weight"], w["gates_x.bias"])
+        h, _ = lstm_loop(gates_x, w["gates_h.weight"])
+        y = torch.tanh(F.linear(h, w["readout.weight"], w["readout.bias"]))
+        y = F.dropout(y, DROPOUT, self.training)
+        return F.log_softmax(F.linear(y, w["head.weight"], w["head.bias"]), dim=-1)
+
 
 def deterministic_model(workload: Workload) -> nn.Module:
     """The workload's architecture in plain ``torch.nn``."""
@@ -140,7 +165,10 @@ class Floor(nn.Module):
     """A deterministic twin plus one reparameterised draw per Bayesian tensor.
 
     Parameters: the twin's own (``mu`` of each Bayesian tensor, and the fixed
-    layers) and ``rho``, one same-shaped tensor per Bayesian tensor.
+    layers) and ``rho``, one same-shaped tensor per Bayesian tensor. The drawn
+    weights go through the twin's ``functional`` forward (the same ``F.*``
+    calls as its modules make), which costs nothing beyond the maths, unlike
+    ``torch.func.functional_call`` (about 0.1-0.2 ms per call here).
     """
 
     def __init__(self, twin: nn.Module, names: list[str], rho_init: float) -> None:
@@ -152,13 +180,14 @@ class Floor(nn.Module):
             nn.Parameter(torch.full_like(parameters[name], rho_init))
             for name in self.names
         )
+        self.fixed = [name for name in parameters if name not in self.names]
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-        weights = dict(self.twin.named_parameters())
+        mu = self.twin.get_parameter
+        weights = {name: mu(name) for name in self.fixed}
         for name, rho in zip(self.names, self.rho, strict=True):
-            mu = weights[name]
-            weights[name] = mu + F.softplus(rho) * torch.randn_like(rho)
-        return torch.func.functional_call(self.twin, weights, inputs)
+            weights[name] = mu(name) + F.softplus(rho) * torch.randn_like(rho)
+        return self.twin.functional(weights, *inputs)
 
 
 def floor_model(workload: Workload) -> Floor:

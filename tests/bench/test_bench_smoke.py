@@ -151,17 +151,24 @@ def test_missing_baseline_is_not_checked() -> None:
     assert {t["status"] for t in report.targets(results)} == {"error"}
 
 
-def test_floor_trains_mu_and_rho_only() -> None:
+def test_floor_is_the_twin_plus_draws() -> None:
+    """The floor trains the twin's weights plus one rho per Bayesian tensor, and
+    with a vanishing sigma computes exactly the twin's function."""
+    import numpy as np
+    import torch
+
     for workload in WORKLOADS.values():
-        twin = torch_models.deterministic_model(workload)
-        floor = torch_models.floor_model(workload)
-        bayes = sum(
-            p.numel()
-            for name, p in twin.named_parameters()
-            if name in torch_models.bayesian_names(workload, twin)
-        )
+        twin = torch_models.deterministic_model(workload).eval()
+        names = torch_models.bayesian_names(workload, twin)
+        bayes = sum(p.numel() for n, p in twin.named_parameters() if n in names)
         total = sum(p.numel() for p in twin.parameters())
+        floor = torch_models.Floor(twin, names, rho_init=-40.0).eval()
         assert sum(p.numel() for p in floor.parameters()) == total + bayes
+        x, _ = workload.inputs(3, 4, np.random.default_rng(0))
+        with torch.no_grad():
+            expected = twin(torch.from_numpy(x))
+            got = floor(torch.from_numpy(x))
+        torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-7)
 
 
 def test_deep_spec_checks(tmp_path: Path) -> None:
