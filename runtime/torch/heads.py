@@ -106,6 +106,8 @@ class _Stoch:
     @classmethod
     def _make(cls: type[_S], *values: torch.Tensor) -> _S:
         """Build without validation (for values valid by construction)."""
+        if _is_compiling():  # dynamo traces the dataclass constructor instead
+            return cls(*values)
         obj = cls.__new__(cls)
         for field, value in zip(fields(cls), values, strict=True):
             object.__setattr__(obj, field.name, value)
