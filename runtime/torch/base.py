@@ -268,10 +268,13 @@ class BayesianModule(torch.nn.Module, ABC):
                     raise ValueError(_FROZEN_UNDEFINED)
                 values[name] = value
             return values
+        modules, buffers = self._modules, self._buffers
         for name in self._random_names:
-            value, _ = getattr(self, f"{name}_distribution").sample_with_kl()
+            value, _ = modules[f"{name}_distribution"].sample_with_kl()
             if _store_samples:
-                setattr(self, name, value)
+                # What setattr does for a registered buffer, without its
+                # attribute lookups (this runs for every tensor of every step).
+                buffers[name] = value
             values[name] = value
         return values
 
@@ -324,7 +327,7 @@ class BayesianModule(torch.nn.Module, ABC):
             module.
         """
         check_kl_estimator(estimator)
-        kl = _zero_like_module(self)
+        kl: torch.Tensor | None = None
         num_params = 0
         for _, distribution, value in self.random_tensors():
             term = None
@@ -336,9 +339,9 @@ class BayesianModule(torch.nn.Module, ABC):
             if term is None and value is not None:
                 term = distribution.log_prob(value)
             if term is not None:
-                kl = kl + term
+                kl = term if kl is None else kl + term
             num_params += distribution.num_params()
-        return kl, num_params
+        return (_zero_like_module(self) if kl is None else kl), num_params
 
 
 class FixedModule(BayesianModule):
@@ -432,10 +435,10 @@ def total_kl(
         tensor on the model's device and dtype (zero without Bayesian modules).
     """
     check_kl_estimator(estimator)
-    kl = _zero_like_module(model)
+    kl: torch.Tensor | None = None
     num_params = 0
     for module in _bayesian_modules(model):
         module_kl, module_params = module.kl_cost(estimator)
-        kl = kl + module_kl
+        kl = module_kl if kl is None else kl + module_kl
         num_params += module_params
-    return kl, num_params
+    return (_zero_like_module(model) if kl is None else kl), num_params

@@ -7,8 +7,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .base import BayesianModule, FixedModule
+from .base import FixedModule
 from .distributions import DistributionModule
+from .estimators import Estimator, WeightLayer
 
 __all__ = ["Conv1d", "Conv2d", "FixedConv1d", "FixedConv2d", "conv1d", "conv2d"]
 
@@ -56,7 +57,7 @@ def conv2d(
     return F.conv2d(inputs, weights, bias, stride, padding, dilation, groups)
 
 
-class Conv1d(BayesianModule):
+class Conv1d(WeightLayer):
     """Bayesian 1-D convolution over ``[batch, channels, length]`` inputs.
 
     ``weights`` has shape ``(output_channels, input_channels // groups,
@@ -83,6 +84,7 @@ class Conv1d(BayesianModule):
         std_prior: float = 0.1,
         mu_init: float = 0.0,
         rho_init: float = -7.0,
+        estimator: Estimator = "reparameterization",
         **kwargs: Any,
     ) -> None:
         """Create the layer and draw initial weights.
@@ -104,7 +106,16 @@ class Conv1d(BayesianModule):
             std_prior: Prior standard deviation of the default distributions.
             mu_init: Initial posterior mean of the default distributions.
             rho_init: Initial posterior rho of the default distributions.
+            estimator: ``"reparameterization"`` (default),
+                ``"local_reparameterization"`` or ``"flipout"``
+                (:mod:`.estimators`); the last two need Gaussian
+                distributions.
             **kwargs: Passed to ``torch.nn.Module``.
+
+        Raises:
+            ValueError: For an unknown estimator, or local reparameterisation
+                or flipout with a non-Gaussian distribution; for ``groups``
+                that do not divide the channels.
         """
         super().__init__(**kwargs)
         _check_groups(input_channels, output_channels, groups)
@@ -126,14 +137,19 @@ class Conv1d(BayesianModule):
             mu_init=mu_init,
             rho_init=rho_init,
         )
+        self._set_estimator(estimator)
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         """Sample (unless frozen) and convolve ``[B, C_in, L]`` inputs."""
-        values = self._draw()
+        return self._apply_estimator(inputs, self._convolve, 1)
+
+    def _convolve(
+        self, inputs: torch.Tensor, weights: torch.Tensor, bias: torch.Tensor | None
+    ) -> torch.Tensor:
         return conv1d(
             inputs,
-            values["weights"],
-            values.get("bias"),
+            weights,
+            bias,
             self.stride,
             self.padding,
             self.dilation,
@@ -141,7 +157,7 @@ class Conv1d(BayesianModule):
         )
 
 
-class Conv2d(BayesianModule):
+class Conv2d(WeightLayer):
     """Bayesian 2-D convolution over ``[batch, channels, height, width]`` inputs.
 
     ``weights`` has shape ``(output_channels, input_channels // groups, kh, kw)``
@@ -170,6 +186,7 @@ class Conv2d(BayesianModule):
         std_prior: float = 0.1,
         mu_init: float = 0.0,
         rho_init: float = -7.0,
+        estimator: Estimator = "reparameterization",
         **kwargs: Any,
     ) -> None:
         """Create the layer and draw initial weights.
@@ -191,7 +208,16 @@ class Conv2d(BayesianModule):
             std_prior: Prior standard deviation of the default distributions.
             mu_init: Initial posterior mean of the default distributions.
             rho_init: Initial posterior rho of the default distributions.
+            estimator: ``"reparameterization"`` (default),
+                ``"local_reparameterization"`` or ``"flipout"``
+                (:mod:`.estimators`); the last two need Gaussian
+                distributions.
             **kwargs: Passed to ``torch.nn.Module``.
+
+        Raises:
+            ValueError: For an unknown estimator, or local reparameterisation
+                or flipout with a non-Gaussian distribution; for ``groups``
+                that do not divide the channels.
         """
         super().__init__(**kwargs)
         _check_groups(input_channels, output_channels, groups)
@@ -213,14 +239,19 @@ class Conv2d(BayesianModule):
             mu_init=mu_init,
             rho_init=rho_init,
         )
+        self._set_estimator(estimator)
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         """Sample (unless frozen) and convolve ``[B, C_in, H, W]`` inputs."""
-        values = self._draw()
+        return self._apply_estimator(inputs, self._convolve, 2)
+
+    def _convolve(
+        self, inputs: torch.Tensor, weights: torch.Tensor, bias: torch.Tensor | None
+    ) -> torch.Tensor:
         return conv2d(
             inputs,
-            values["weights"],
-            values.get("bias"),
+            weights,
+            bias,
             self.stride,
             self.padding,
             self.dilation,

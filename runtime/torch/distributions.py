@@ -207,11 +207,33 @@ class GaussianDistribution(DistributionModule):
             return self.sample(), None
         record = _KLRecord(self.mu, self.rho)
         value, kl = _GaussianSampleKL.apply(
-            self.mu, self.rho, self.mu_prior, self.std_prior, record
+            self.mu, self.rho, self._prior_terms(), record
         )
         record.kl = kl
         self._kl_record = record
         return value, kl
+
+    def _prior_terms(self) -> _PriorTerms:
+        """The prior's constants for the fused KL, recomputed when it changes.
+
+        Cached against the prior buffers' identity and version counters, so
+        a training step does no small tensor arithmetic on them and never
+        reads a device value back, except once after the prior changes.
+        """
+        key = (
+            id(self.mu_prior),
+            self.mu_prior._version,
+            id(self.std_prior),
+            self.std_prior._version,
+            self.mu.numel(),
+            self.mu.dtype,
+            self.mu.device,
+        )
+        terms = getattr(self, "_prior_cache", None)
+        if terms is None or terms.key != key:
+            terms = _PriorTerms(key, self.mu_prior, self.std_prior, self.mu.numel())
+            self._prior_cache = terms
+        return terms
 
     def _cached_kl(self) -> torch.Tensor | None:
         record = getattr(self, "_kl_record", None)
@@ -223,6 +245,7 @@ class GaussianDistribution(DistributionModule):
         """State for ``copy.deepcopy`` and ``pickle``, without the remembered KL."""
         state = super().__getstate__()
         state.pop("_kl_record", None)
+        state.pop("_prior_cache", None)
         return state
 
     def log_prob(self, x: torch.Tensor | None = None) -> torch.Tensor:
@@ -260,6 +283,41 @@ def _in_transform() -> bool:
 def _fusable() -> bool:
     """True where the fused sample-and-KL function may run: eager autograd."""
     return torch.is_grad_enabled() and not _in_transform()
+
+
+class _PriorTerms:
+    """Constants of the Gaussian prior as the fused KL uses them."""
+
+    __slots__ = (
+        "constant",
+        "half_inv_var",
+        "inv_var",
+        "key",
+        "mu_prior",
+        "sources",
+        "zero_mean",
+    )
+
+    def __init__(
+        self,
+        key: tuple[Any, ...],
+        mu_prior: torch.Tensor,
+        std_prior: torch.Tensor,
+        count: int,
+    ) -> None:
+        self.key = key
+        # Holding the buffers keeps their ids (in ``key``) from being reused.
+        self.sources = (mu_prior, std_prior)
+        with torch.no_grad():
+            self.mu_prior = mu_prior.detach().clone()
+            # One read-back per prior change (none on the meta device).
+            self.zero_mean = mu_prior.device.type != "meta" and bool(
+                (mu_prior == 0).all()
+            )
+            self.inv_var = std_prior.reciprocal().square().reshape(())
+            self.half_inv_var = 0.5 * self.inv_var
+            # sum over elements of log s_p - 1/2
+            self.constant = (count * (torch.log(std_prior) - 0.5)).reshape(())
 
 
 class _KLRecord:
@@ -309,24 +367,19 @@ class _GaussianSampleKL(torch.autograd.Function):
         ctx: Any,
         mu: torch.Tensor,
         rho: torch.Tensor,
-        mu_prior: torch.Tensor,
-        std_prior: torch.Tensor,
+        prior: _PriorTerms,
         record: _KLRecord,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         eps = torch.randn_like(rho)
         sigma = F.softplus(rho)
         value = torch.addcmul(mu, sigma, eps)
-        diff = mu - mu_prior
-        inv_var = std_prior.reciprocal().square()
+        diff = mu if prior.zero_mean else mu - prior.mu_prior
         flat_sigma, flat_diff = sigma.reshape(-1), diff.reshape(-1)
         quadratic = torch.dot(flat_sigma, flat_sigma) + torch.dot(flat_diff, flat_diff)
-        count = mu.numel()
-        kl = (
-            count * (torch.log(std_prior) - 0.5)
-            - torch.log(sigma).sum()
-            + 0.5 * inv_var * quadratic
-        ).reshape(())
-        ctx.save_for_backward(rho, eps, sigma, diff, inv_var)
+        log_sigma = torch.log(sigma).sum()
+        kl = torch.addcmul(prior.constant - log_sigma, prior.half_inv_var, quadratic)
+        ctx.save_for_backward(rho, eps, sigma, diff)
+        ctx.inv_var = prior.inv_var
         # A weak reference: the record holds the KL, whose graph holds ctx.
         ctx.record = weakref.ref(record)
         return value, kl
@@ -338,11 +391,11 @@ class _GaussianSampleKL(torch.autograd.Function):
         record = ctx.record()
         if record is not None:
             record.consumed = True
-        rho, eps, sigma, diff, inv_var = ctx.saved_tensors
-        scaled = grad_kl * inv_var
+        rho, eps, sigma, diff = ctx.saved_tensors
+        scaled = grad_kl * ctx.inv_var
         grad_mu = torch.addcmul(grad_value, diff, scaled)
         grad_rho = grad_value * eps
         grad_rho.addcmul_(sigma, scaled)
-        grad_rho.addcdiv_(-grad_kl.reshape(1), sigma)
+        grad_rho.addcdiv_(-grad_kl, sigma)
         grad_rho.mul_(torch.sigmoid(rho))
-        return grad_mu, grad_rho, None, None, None
+        return grad_mu, grad_rho, None, None

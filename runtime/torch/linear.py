@@ -7,8 +7,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .base import BayesianModule, FixedModule
+from .base import FixedModule
 from .distributions import DistributionModule
+from .estimators import Estimator, WeightLayer
 
 __all__ = ["FixedLinear", "Linear", "linear"]
 
@@ -20,11 +21,13 @@ def linear(
     return F.linear(inputs, weights, bias)
 
 
-class Linear(BayesianModule):
+class Linear(WeightLayer):
     """Bayesian fully connected layer: ``y = x W^T + b`` with sampled ``W``, ``b``.
 
     ``weights`` has shape ``(output_size, input_size)`` and ``bias`` shape
-    ``(output_size,)`` (None when ``use_bias`` is False).
+    ``(output_size,)`` (None when ``use_bias`` is False). ``estimator``
+    chooses reparameterisation (one weight sample per call), local
+    reparameterisation or flipout (:mod:`.estimators`).
     """
 
     weights: torch.Tensor
@@ -42,6 +45,7 @@ class Linear(BayesianModule):
         std_prior: float = 0.1,
         mu_init: float = 0.0,
         rho_init: float = -7.0,
+        estimator: Estimator = "reparameterization",
         **kwargs: Any,
     ) -> None:
         """Create the layer and draw initial weights.
@@ -58,7 +62,14 @@ class Linear(BayesianModule):
             std_prior: Prior standard deviation of the default distributions.
             mu_init: Initial posterior mean of the default distributions.
             rho_init: Initial posterior rho of the default distributions.
+            estimator: ``"reparameterization"`` (default),
+                ``"local_reparameterization"`` or ``"flipout"``; the last two
+                need Gaussian distributions.
             **kwargs: Passed to ``torch.nn.Module``.
+
+        Raises:
+            ValueError: For an unknown estimator, or local reparameterisation
+                or flipout with a non-Gaussian distribution.
         """
         super().__init__(**kwargs)
         self.input_size = input_size
@@ -74,15 +85,18 @@ class Linear(BayesianModule):
             mu_init=mu_init,
             rho_init=rho_init,
         )
+        self._set_estimator(estimator)
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         """Sample (unless frozen) and apply the layer to ``[*, input_size]`` inputs."""
-        values = self._draw()
-        return linear(inputs, values["weights"], values.get("bias"))
+        return self._apply_estimator(inputs, linear, 0)
 
     def extra_repr(self) -> str:
         """Sizes, for ``print(module)``."""
-        return f"{self.input_size}, {self.output_size}, use_bias={self.use_bias}"
+        return (
+            f"{self.input_size}, {self.output_size}, use_bias={self.use_bias}"
+            f"{self._estimator_repr()}"
+        )
 
 
 class FixedLinear(FixedModule):

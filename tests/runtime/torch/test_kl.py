@@ -17,7 +17,11 @@ from bnnc.runtime.torch import (
     Linear,
     total_kl,
 )
-from bnnc.runtime.torch.distributions import _GaussianSampleKL, _KLRecord
+from bnnc.runtime.torch.distributions import (
+    _GaussianSampleKL,
+    _KLRecord,
+    _PriorTerms,
+)
 
 
 def _distribution(
@@ -89,7 +93,8 @@ def test_fused_gradients_pass_gradcheck_in_float64() -> None:
     def fused(mu: torch.Tensor, rho: torch.Tensor) -> tuple[torch.Tensor, ...]:
         torch.manual_seed(0)  # the same eps on every evaluation
         record = _KLRecord(mu, rho)
-        return _GaussianSampleKL.apply(mu, rho, mu_prior, std_prior, record)
+        prior = _PriorTerms((), mu_prior, std_prior, mu.numel())
+        return _GaussianSampleKL.apply(mu, rho, prior, record)
 
     assert torch.autograd.gradcheck(fused, (mu, rho))
 
@@ -169,3 +174,20 @@ def test_closed_form_and_fused_path_finite_over_the_rho_range(
     fused_grads = torch.autograd.grad(value.sum() + fused, (dist.mu, dist.rho))
     for tensor in (exact, fused, value, *grads, *fused_grads):
         assert torch.isfinite(tensor).all()
+
+
+def test_fused_kl_follows_a_changed_prior() -> None:
+    torch.manual_seed(0)
+    dist = _distribution()
+    dist.sample_with_kl()
+    with torch.no_grad():
+        dist.mu_prior.fill_(-0.4)
+        dist.std_prior.fill_(2.0)
+    _, kl = dist.sample_with_kl()
+    torch.testing.assert_close(kl, _torch_kl(dist))
+    dist.load_state_dict({**dist.state_dict(), "mu_prior": torch.tensor([0.0])})
+    _, kl = dist.sample_with_kl()
+    torch.testing.assert_close(kl, _torch_kl(dist))
+    _, kl = dist.double().sample_with_kl()
+    assert kl.dtype == torch.float64
+    torch.testing.assert_close(kl, _torch_kl(dist))
