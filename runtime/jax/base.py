@@ -21,7 +21,7 @@ import math
 from abc import ABC
 from collections.abc import Iterator
 from functools import partial
-from typing import Any
+from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
@@ -36,8 +36,10 @@ from .distributions import (
 
 __all__ = [
     "DEFAULT_RNGS",
+    "KL_ESTIMATORS",
     "BayesianModule",
     "FixedModule",
+    "KLEstimator",
     "bayesian_modules",
     "freeze_all",
     "init_like_torch",
@@ -47,6 +49,25 @@ __all__ = [
 ]
 
 _FROZEN_UNDEFINED = "Module has been frozen with undefined weights and/or bias."
+
+#: How a KL cost is computed: ``"closed_form"`` (the default) uses each
+#: distribution's :meth:`~.distributions.DistributionModule.kl_divergence`,
+#: falling back to the sample estimate for a distribution without one;
+#: ``"sample"`` is the reference's one-sample estimate ``log q(w) - log p(w)``
+#: of the current samples ``w``.
+KLEstimator = Literal["closed_form", "sample"]
+KL_ESTIMATORS: tuple[str, ...] = ("closed_form", "sample")
+
+
+def check_kl_estimator(estimator: str, name: str = "estimator") -> str:
+    """Return ``estimator`` (the argument ``name``) if it is in :data:`KL_ESTIMATORS`.
+
+    Raises:
+        ValueError: For any other value.
+    """
+    if estimator not in KL_ESTIMATORS:
+        raise ValueError(f"{name} must be 'closed_form' or 'sample', not {estimator!r}")
+    return estimator
 
 
 def _zero_like_module(module: nnx.Module) -> jax.Array:
@@ -242,22 +263,46 @@ class BayesianModule(nnx.Module, ABC):
             if path and isinstance(module, BayesianModule):
                 yield module
 
-    def kl_cost(self) -> tuple[jax.Array, int]:
+    def kl_cost(self, estimator: KLEstimator = "closed_form") -> tuple[jax.Array, int]:
         """KL cost of this module's own random tensors.
 
+        Args:
+            estimator: ``"closed_form"`` (default): the exact
+                ``KL(q || p)`` of each distribution from its parameters
+                (:meth:`~.distributions.DistributionModule.kl_divergence`),
+                whatever the current samples and whether or not the module is
+                frozen; a distribution without a closed form (its
+                ``kl_divergence`` raises ``NotImplementedError``) falls back
+                to the sample estimate. ``"sample"``: the reference's
+                one-sample estimate, ``distribution.log_prob`` of each current
+                value (gradients through the value stopped when frozen;
+                a value set to None is skipped).
+
         Returns:
-            ``(sum of distribution.log_prob(current value), number of parameters)``:
-            a one-sample estimate of KL(q || p) and the number of random values.
-            Bayesian submodules are not included (as in the reference, an
-            LSTM's embedding reports its own cost); :class:`KLDivergenceLoss`
-            and :func:`total_kl` visit every module.
+            ``(KL, number of parameters)``: the summed KL (a 0-d array) and the
+            number of random values. Bayesian submodules are not included (as
+            in the reference, an LSTM's embedding reports its own cost);
+            :class:`KLDivergenceLoss` and :func:`total_kl` visit every module.
+
+        Raises:
+            ValueError: For an unknown ``estimator``.
         """
+        check_kl_estimator(estimator)
         kl = _zero_like_module(self)
         num_params = 0
         for name, distribution, _ in self.random_tensors():
-            value = self._current(name)  # gradients stopped when frozen
-            if value is not None:
-                kl = kl + distribution.log_prob(value)
+            term = None
+            if estimator == "closed_form":
+                try:
+                    term = distribution.kl_divergence()
+                except NotImplementedError:
+                    term = None
+            if term is None:
+                value = self._current(name)  # gradients stopped when frozen
+                if value is not None:
+                    term = distribution.log_prob(value)
+            if term is not None:
+                kl = kl + term
             num_params += distribution.num_params
         return kl, num_params
 
@@ -285,8 +330,9 @@ class FixedModule(BayesianModule):
     def unfreeze(self) -> None:
         """Do nothing: the tensors are never sampled."""
 
-    def kl_cost(self) -> tuple[jax.Array, int]:
+    def kl_cost(self, estimator: KLEstimator = "closed_form") -> tuple[jax.Array, int]:
         """Return ``(0., 0)``: a deterministic layer has no KL cost."""
+        check_kl_estimator(estimator)
         return _zero_like_module(self), 0
 
     def _current(self, name: str) -> jax.Array | None:
@@ -351,17 +397,25 @@ def unfreeze_all(model: nnx.Module) -> None:
         module.unfreeze()
 
 
-def total_kl(model: nnx.Module) -> tuple[jax.Array, int]:
-    """Sum ``kl_cost()`` over every Bayesian module of ``model``.
+def total_kl(
+    model: nnx.Module, estimator: KLEstimator = "closed_form"
+) -> tuple[jax.Array, int]:
+    """Sum ``kl_cost(estimator)`` over every Bayesian module of ``model``.
+
+    Args:
+        model: The model.
+        estimator: ``"closed_form"`` (default) or ``"sample"``, as in
+            :meth:`BayesianModule.kl_cost`.
 
     Returns:
-        ``(summed KL estimate, total number of random values)``; the KL is a 0-d
-        array of the model's floating dtype (zero without Bayesian modules).
+        ``(summed KL, total number of random values)``; the KL is a 0-d array
+        of the model's floating dtype (zero without Bayesian modules).
     """
+    check_kl_estimator(estimator)
     kl = _zero_like_module(model)
     num_params = 0
     for module in bayesian_modules(model):
-        module_kl, module_params = module.kl_cost()
+        module_kl, module_params = module.kl_cost(estimator)
         kl = kl + module_kl
         num_params += module_params
     return kl, num_params

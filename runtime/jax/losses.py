@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from .base import total_kl
+from .base import KLEstimator, check_kl_estimator, total_kl
 from .heads import BernoulliStoch, CategoricalStoch, NormalStoch, head_nll
 
 __all__ = ["ELBOLoss", "KLDivergenceLoss"]
@@ -25,10 +25,18 @@ class KLDivergenceLoss(nnx.Module):
     it visits instead, which makes the term depend on module order and
     overweights it for models whose last layer is small; bnnc divides by the
     total, as documented.
+
+    The KL is the closed form by default (``estimator="closed_form"``); the
+    reference's one-sample estimate of the current samples is
+    ``estimator="sample"`` (see :meth:`~.base.BayesianModule.kl_cost`).
     """
 
     def __init__(
-        self, reduction: Literal["mean", "sum"] = "mean", weight: float = 1.0
+        self,
+        reduction: Literal["mean", "sum"] = "mean",
+        weight: float = 1.0,
+        *,
+        estimator: KLEstimator = "closed_form",
     ) -> None:
         """Create the loss.
 
@@ -36,11 +44,13 @@ class KLDivergenceLoss(nnx.Module):
             reduction: ``"mean"`` (the reference's only mode) divides the summed
                 KL by the total parameter count; ``"sum"`` returns the sum.
             weight: Factor applied to the result.
+            estimator: ``"closed_form"`` (default) or ``"sample"``.
         """
         if reduction not in ("mean", "sum"):
             raise ValueError(f"reduction must be 'mean' or 'sum', not {reduction!r}")
         self.reduction = reduction
         self.weight = weight
+        self.estimator = check_kl_estimator(estimator)
 
     def __call__(self, model: nnx.Module) -> jax.Array:
         """Return the weighted KL term of ``model`` as a 0-d array.
@@ -48,7 +58,7 @@ class KLDivergenceLoss(nnx.Module):
         It has the model's floating dtype and is zero when the model has no
         Bayesian modules.
         """
-        kl, num_params = total_kl(model)
+        kl, num_params = total_kl(model, self.estimator)
         if self.reduction == "mean" and num_params > 0:
             kl = kl / num_params
         return self.weight * kl
@@ -68,6 +78,9 @@ class ELBOLoss(nnx.Module):
     that the caller already computed. The reference averaged that same loss
     ``num_samples`` times, which only repeats one sample; here ``num_samples``
     is used by :meth:`monte_carlo`, which draws that many forward passes.
+
+    ``kl_estimator`` chooses the KL term: the closed form (default) or the
+    reference's one-sample estimate of the current samples (``"sample"``).
     """
 
     def __init__(
@@ -75,6 +88,8 @@ class ELBOLoss(nnx.Module):
         loss_function: Callable[..., Any] | None = None,
         num_samples: int = 1,
         kl_weight: float = 1e-3,
+        *,
+        kl_estimator: KLEstimator = "closed_form",
     ) -> None:
         """Create the loss.
 
@@ -85,13 +100,16 @@ class ELBOLoss(nnx.Module):
                 on the outputs of a stochastic head.
             num_samples: Forward passes averaged by :meth:`monte_carlo`.
             kl_weight: Factor of the normalised KL term.
+            kl_estimator: ``"closed_form"`` (default) or ``"sample"``, passed
+                to :class:`KLDivergenceLoss`.
         """
         if num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, not {num_samples}")
         self.loss_function = loss_function
         self.num_samples = num_samples
         self.kl_weight = kl_weight
-        self.kl_loss = KLDivergenceLoss(weight=1.0)
+        self.kl_estimator = check_kl_estimator(kl_estimator, "kl_estimator")
+        self.kl_loss = KLDivergenceLoss(weight=1.0, estimator=kl_estimator)
 
     def __call__(
         self, outputs: jax.Array, targets: jax.Array, model: nnx.Module

@@ -1,8 +1,9 @@
-"""GaussianDistribution: initialisation, sampling and the one-sample KL estimate."""
+"""GaussianDistribution: initialisation, sampling, closed-form and sampled KL."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import jax
 import jax.numpy as jnp
@@ -138,3 +139,142 @@ def test_large_rho_does_not_overflow() -> None:
     assert np.all(np.isfinite(dist.sample()))
     assert np.isfinite(dist.log_prob())
     assert np.all(np.isinf(jnp.log1p(jnp.exp(dist.rho[...]))))
+
+
+# -- closed-form KL -------------------------------------------------------------
+
+
+def _set_arrays(dist: GaussianDistribution, mu: np.ndarray, rho: np.ndarray) -> None:
+    dist.mu.set_value(jnp.asarray(mu))
+    dist.rho.set_value(jnp.asarray(rho))
+
+
+def _direct_kl(
+    mu: jax.Array, rho: jax.Array, mu_prior: float, std_prior: float
+) -> jax.Array:
+    """The textbook formula, written independently of the runtime."""
+    sigma = jax.nn.softplus(rho)
+    return jnp.sum(
+        jnp.log(std_prior)
+        - jnp.log(sigma)
+        + (sigma**2 + (mu - mu_prior) ** 2) / (2 * std_prior**2)
+        - 0.5
+    )
+
+
+def test_kl_divergence_matches_hand_computation() -> None:
+    dist = GaussianDistribution((2,), mu_prior=0.05, std_prior=0.5, rngs=nnx.Rngs(0))
+    sigmas, mus = (0.05, 0.2), (0.1, -0.2)
+    rhos = [math.log(math.expm1(s)) for s in sigmas]
+    _set_arrays(dist, np.array(mus, np.float32), np.array(rhos, np.float32))
+    # KL(N(m, s^2) || N(0.05, 0.5^2)) = log(0.5 / s) + (s^2 + (m - 0.05)^2) / 0.5 - 1/2
+    # = 2.302585 + 0.01 - 0.5 and 0.916291 + 0.205 - 0.5: 2.433876 in all.
+    expected = sum(
+        math.log(0.5 / s) + (s**2 + (m - 0.05) ** 2) / 0.5 - 0.5
+        for s, m in zip(sigmas, mus, strict=True)
+    )
+    assert expected == pytest.approx(2.433876, abs=1e-6)
+    value = dist.kl_divergence()
+    assert value.shape == () and value.dtype == jnp.float32
+    assert float(value) == pytest.approx(expected, rel=1e-6)
+    # Equal distributions: zero.
+    same = GaussianDistribution((3,), mu_prior=0.2, std_prior=0.3, rngs=nnx.Rngs(0))
+    _set(same, mu=0.2, sigma=0.3)
+    assert float(same.kl_divergence()) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_kl_divergence_is_the_mean_of_the_sample_estimate() -> None:
+    dist = GaussianDistribution((5,), mu_prior=0.1, std_prior=0.4, rngs=nnx.Rngs(0))
+    mu = np.array([-0.3, 0.0, 0.1, 0.25, 0.6], np.float32)
+    rho = np.array([-3.0, -1.5, -0.5, 0.0, 0.5], np.float32)
+    _set_arrays(dist, mu, rho)
+    draws = 20_000
+    sigma = np.log1p(np.exp(rho))
+    eps = np.random.default_rng(0).standard_normal((draws, 5)).astype(np.float32)
+    samples = jnp.asarray(mu + sigma * eps)
+    estimates = np.asarray(jax.vmap(dist.log_prob)(samples), np.float64)
+    standard_error = estimates.std() / math.sqrt(draws)
+    closed = float(dist.kl_divergence())
+    # The standard error is about 0.02 here (1% of the KL): a real test.
+    assert standard_error < 0.05 * abs(closed)
+    assert abs(estimates.mean() - closed) < 4 * standard_error
+
+
+def test_kl_divergence_gradients_match_the_direct_formula() -> None:
+    dist = GaussianDistribution((2, 3), mu_prior=-0.1, std_prior=0.7, rngs=nnx.Rngs(0))
+    mu = np.linspace(-1.0, 1.0, 6, dtype=np.float32).reshape(2, 3)
+    rho = np.linspace(-6.0, 4.0, 6, dtype=np.float32).reshape(2, 3)
+    _set_arrays(dist, mu, rho)
+    grads = nnx.grad(lambda d: d.kl_divergence())(dist)
+    expected_mu, expected_rho = jax.grad(_direct_kl, argnums=(0, 1))(
+        jnp.asarray(mu), jnp.asarray(rho), -0.1, 0.7
+    )
+    np.testing.assert_allclose(grads["mu"][...], expected_mu, rtol=1e-5)
+    np.testing.assert_allclose(grads["rho"][...], expected_rho, rtol=1e-5)
+    assert float(dist.kl_divergence()) == pytest.approx(
+        float(_direct_kl(jnp.asarray(mu), jnp.asarray(rho), -0.1, 0.7)), rel=1e-6
+    )
+
+
+def _reference_kl_and_grads(
+    mu: np.ndarray, rho: np.ndarray, mu_prior: float, std_prior: float
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """KL and its gradients in float64 numpy (``softplus`` torch's: linear above 20)."""
+    mu, rho = mu.astype(np.float64), rho.astype(np.float64)
+    sigma = np.where(rho > 20.0, rho, np.log1p(np.exp(np.minimum(rho, 20.0))))
+    sigmoid = np.where(rho > 20.0, 1.0, 1.0 / (1.0 + np.exp(-rho)))
+    kl = np.sum(
+        math.log(std_prior)
+        - np.log(sigma)
+        + (sigma**2 + (mu - mu_prior) ** 2) / (2 * std_prior**2)
+        - 0.5
+    )
+    d_mu = (mu - mu_prior) / std_prior**2
+    d_rho = sigmoid * (sigma / std_prior**2 - 1.0 / sigma)
+    return float(kl), d_mu, d_rho
+
+
+@pytest.fixture(params=["float32", "float64"])
+def dtype(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A floating dtype; JAX's float64 mode is on for the float64 case only."""
+    previous = bool(jax.config.values["jax_enable_x64"])
+    jax.config.update("jax_enable_x64", request.param == "float64")
+    yield request.param
+    jax.config.update("jax_enable_x64", previous)
+
+
+def test_kl_divergence_is_finite_and_accurate_for_extreme_rho(dtype: str) -> None:
+    rho = np.concatenate([np.linspace(-50.0, 50.0, 21), [-20.5, -19.5, 19.5, 20.5]])
+    rho = rho.reshape(5, 5)
+    mu = np.random.default_rng(0).uniform(-1.0, 1.0, rho.shape)
+    dist = GaussianDistribution((5, 5), std_prior=0.1, rngs=nnx.Rngs(0))
+    _set_arrays(dist, mu.astype(dtype), rho.astype(dtype))
+    value, grads = nnx.value_and_grad(lambda d: d.kl_divergence())(dist)
+    assert value.dtype == dtype
+    assert bool(jnp.isfinite(value))
+    std_prior = float(dist.std_prior[0])  # 0.1 in float32, as stored
+    kl, d_mu, d_rho = _reference_kl_and_grads(
+        mu.astype(dtype), rho.astype(dtype), 0.0, std_prior
+    )
+    # rho = 50 contributes 50^2 / 0.02 = 125,000 nats: float32 keeps 1e-6 of it.
+    rtol = 1e-6 if dtype == "float32" else 1e-12
+    assert float(value) == pytest.approx(kl, rel=rtol)
+    for got, want in ((grads["mu"][...], d_mu), (grads["rho"][...], d_rho)):
+        assert got.dtype == dtype and bool(jnp.isfinite(got).all())
+        np.testing.assert_allclose(got, want, rtol=10 * rtol, atol=0)
+
+
+def test_distribution_without_closed_form_raises_not_implemented() -> None:
+    class _NoClosedForm(DistributionModule):
+        def sample(self, rngs: nnx.Rngs | None = None) -> jax.Array:
+            return jnp.zeros(2)
+
+        def log_prob(self, x: jax.Array | None = None) -> jax.Array:
+            return jnp.zeros(())
+
+        @property
+        def num_params(self) -> int:
+            return 2
+
+    with pytest.raises(NotImplementedError, match="_NoClosedForm"):
+        _NoClosedForm().kl_divergence()

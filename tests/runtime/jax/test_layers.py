@@ -26,6 +26,8 @@ from bnnc.runtime.jax import (
     GaussianDistribution,
     Linear,
     Sample,
+    bayesian_modules,
+    total_kl,
 )
 
 
@@ -599,19 +601,30 @@ def test_freeze_and_unfreeze_reach_lstm_embedding() -> None:
         ("lstm", 4 * (5 * 9 + 5) + 18),
     ],
 )
-def test_kl_cost_sums_log_prob_of_current_samples(name: str, num_params: int) -> None:
+def test_kl_cost_closed_form_and_sample_estimates(name: str, num_params: int) -> None:
     layer, inputs = _layer(name)
     _output(layer, *inputs)
+    tensors = list(layer.random_tensors())
+    # Default: the closed form of every distribution, whatever the samples.
     kl, count = layer.kl_cost()
-    expected = sum(dist.log_prob(value) for _, dist, value in layer.random_tensors())
+    closed = sum(dist.kl_divergence() for _, dist, _ in tensors)
     assert count == num_params
     assert kl.shape == ()
-    assert float(kl) == pytest.approx(float(expected), rel=1e-6)
-    grads = nnx.grad(lambda m: m.kl_cost()[0])(layer)
-    paths = {path for path, _ in nnx.to_flat_state(grads)}
-    for tensor_name, _, _ in layer.random_tensors():
-        assert (f"{tensor_name}_distribution", "mu") in paths
-        assert (f"{tensor_name}_distribution", "rho") in paths
+    assert float(kl) == pytest.approx(float(closed), rel=1e-6)
+    # "sample": the reference's log q - log p of the current samples.
+    sample_kl, sample_count = layer.kl_cost(estimator="sample")
+    expected = sum(dist.log_prob(value) for _, dist, value in tensors)
+    assert sample_count == num_params
+    assert float(sample_kl) == pytest.approx(float(expected), rel=1e-6)
+    assert float(sample_kl) != pytest.approx(float(kl), rel=1e-3)
+    for estimator in ("closed_form", "sample"):
+        grads = nnx.grad(lambda m, e=estimator: m.kl_cost(e)[0])(layer)
+        paths = {path for path, _ in nnx.to_flat_state(grads)}
+        for tensor_name, _, _ in tensors:
+            assert (f"{tensor_name}_distribution", "mu") in paths
+            assert (f"{tensor_name}_distribution", "rho") in paths
+    with pytest.raises(ValueError, match="estimator"):
+        layer.kl_cost("exact")  # type: ignore[arg-type]
 
 
 def test_grouped_conv_and_lstm_embedding_counts() -> None:
@@ -696,3 +709,30 @@ def test_fixed_init_matches_torch_nn_bounds() -> None:
     assert np.abs(conv.weights[...]).max() <= conv_bound
     assert np.abs(conv.bias[...]).max() <= conv_bound
     assert FixedLinear(3, 2, use_bias=False, rngs=nnx.Rngs(0)).bias is None
+
+
+@pytest.mark.parametrize("name", LAYER_NAMES)
+def test_closed_form_kl_of_layers_is_finite_for_extreme_rho(name: str) -> None:
+    layer, inputs = _layer(name)
+    rng = np.random.default_rng(0)
+    reference = 0.0
+    for module in bayesian_modules(layer):
+        for _, dist, _ in module.random_tensors():
+            rho = rng.uniform(-50.0, 50.0, dist.rho.shape)
+            rho.flat[:2] = (-50.0, 50.0)
+            dist.rho.set_value(jnp.asarray(rho, jnp.float32))
+            rho = np.asarray(dist.rho[...], np.float64)
+            mu = np.asarray(dist.mu[...], np.float64)
+            sigma = np.where(rho > 20, rho, np.log1p(np.exp(np.minimum(rho, 20))))
+            reference += float(
+                np.sum(np.log(0.1 / sigma) + (sigma**2 + mu**2) / 0.02 - 0.5)
+            )
+
+    def loss(layer: BayesianModule) -> jax.Array:
+        return jnp.sum(_output(layer, *inputs)) + total_kl(layer)[0]
+
+    grads = nnx.grad(loss, argnums=nnx.DiffState(0, nnx.Param))(layer)
+    kl = total_kl(layer)[0]
+    assert float(kl) == pytest.approx(reference, rel=1e-5)
+    leaves = jax.tree.leaves(grads)
+    assert leaves and all(bool(jnp.isfinite(g).all()) for g in leaves)

@@ -8,7 +8,16 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from bnnc.runtime.jax import LSTM, ELBOLoss, FixedLinear, KLDivergenceLoss, Linear
+from bnnc.runtime.jax import (
+    LSTM,
+    DistributionModule,
+    ELBOLoss,
+    FixedLinear,
+    KLDivergenceLoss,
+    Linear,
+    freeze_all,
+    total_kl,
+)
 
 
 class _TwoLayer(nnx.Module):
@@ -25,8 +34,10 @@ class _TwoLayer(nnx.Module):
         return self.second(jax.nn.relu(self.first(x)))
 
 
-def _layer_kls(model: _TwoLayer) -> tuple[jax.Array, jax.Array]:
-    return model.first.kl_cost()[0], model.second.kl_cost()[0]
+def _layer_kls(
+    model: _TwoLayer, estimator: str = "closed_form"
+) -> tuple[jax.Array, jax.Array]:
+    return model.first.kl_cost(estimator)[0], model.second.kl_cost(estimator)[0]
 
 
 def _mse(outputs: jax.Array, targets: jax.Array) -> jax.Array:
@@ -128,3 +139,110 @@ def test_elbo_monte_carlo_with_several_inputs() -> None:
     assert loss.shape == () and np.isfinite(loss)
     with pytest.raises(ValueError, match="num_samples"):
         ELBOLoss(_mse, num_samples=0)
+
+
+# -- KL estimators --------------------------------------------------------------
+
+
+def _closed_form_total(model: nnx.Module) -> float:
+    return float(
+        sum(
+            dist.kl_divergence()
+            for layer in (model.first, model.second)
+            for _, dist, _ in layer.random_tensors()
+        )
+    )
+
+
+def test_closed_form_is_the_default_and_sample_is_the_reference_estimate() -> None:
+    model = _TwoLayer()
+    model(X)
+    closed = _closed_form_total(model)
+    kl, count = total_kl(model)
+    assert count == 19 and float(kl) == pytest.approx(closed, rel=1e-6)
+    assert float(total_kl(model, "closed_form")[0]) == float(kl)
+    sample = float(sum(_layer_kls(model, "sample")))
+    assert float(total_kl(model, estimator="sample")[0]) == pytest.approx(
+        sample, rel=1e-6
+    )
+    assert sample != pytest.approx(closed, rel=1e-3)
+    assert float(KLDivergenceLoss()(model)) == pytest.approx(closed / 19, rel=1e-6)
+    assert float(KLDivergenceLoss(estimator="sample")(model)) == pytest.approx(
+        sample / 19, rel=1e-6
+    )
+    outputs = model(X)
+    for estimator, expected_kl in (("closed_form", closed), ("sample", None)):
+        elbo = ELBOLoss(_mse, kl_weight=0.5, kl_estimator=estimator)
+        assert elbo.kl_estimator == estimator
+        assert elbo.kl_loss.estimator == estimator
+        if expected_kl is None:  # the samples of the call just made
+            expected_kl = float(sum(_layer_kls(model, "sample")))
+        expected = float(_mse(outputs, TARGETS)) + 0.5 * expected_kl / 19
+        assert float(elbo(outputs, TARGETS, model)) == pytest.approx(expected, rel=1e-6)
+
+
+def test_closed_form_does_not_depend_on_the_samples() -> None:
+    model = _TwoLayer()
+    before = float(total_kl(model)[0])
+    sample_before = float(total_kl(model, "sample")[0])
+    model(X)  # new samples
+    assert float(total_kl(model)[0]) == before
+    assert float(total_kl(model, "sample")[0]) != sample_before
+
+
+def test_frozen_modules_get_the_closed_form_from_mu_and_rho() -> None:
+    model = _TwoLayer()
+    model(X)
+    expected = _closed_form_total(model)
+    freeze_all(model)
+    kl, count = total_kl(model)
+    assert count == 19 and float(kl) == pytest.approx(expected, rel=1e-6)
+    grads = nnx.grad(lambda m: total_kl(m)[0], argnums=nnx.DiffState(0, nnx.Param))(
+        model
+    )
+    flat = nnx.to_flat_state(grads)
+    assert len(flat) == 8
+    for path, value in flat:  # gradients reach mu and rho although frozen
+        assert path[-1] in ("mu", "rho")
+        assert np.all(np.isfinite(value[...])) and np.any(value[...] != 0), path
+
+
+class _NoClosedForm(DistributionModule):
+    """A distribution with a one-sample estimate only (log_prob = sum of x)."""
+
+    def __init__(self) -> None:
+        self.rngs = nnx.Rngs(0)
+
+    def sample(self, rngs: nnx.Rngs | None = None) -> jax.Array:
+        return jax.random.normal((rngs or self.rngs).sample(), (3,))
+
+    def log_prob(self, x: jax.Array | None = None) -> jax.Array:
+        return jnp.sum(self.sample() if x is None else x)
+
+    @property
+    def num_params(self) -> int:
+        return 3
+
+
+def test_distributions_without_closed_form_fall_back_to_the_sample_estimate() -> None:
+    layer = Linear(3, 1, bias_distribution=_NoClosedForm(), rngs=nnx.Rngs(0))
+    layer(np.ones((2, 3), np.float32))
+    weights_kl = float(layer.weights_distribution.kl_divergence())
+    bias_sample = float(jnp.sum(layer.bias[...]))
+    kl, count = layer.kl_cost()
+    assert count == 6
+    assert float(kl) == pytest.approx(weights_kl + bias_sample, rel=1e-6)
+    sample_kl, _ = layer.kl_cost("sample")
+    weights_sample = float(layer.weights_distribution.log_prob(layer.weights[...]))
+    assert float(sample_kl) == pytest.approx(weights_sample + bias_sample, rel=1e-6)
+
+
+def test_unknown_estimators_are_rejected() -> None:
+    with pytest.raises(ValueError, match="estimator must be"):
+        KLDivergenceLoss(estimator="exact")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="kl_estimator must be"):
+        ELBOLoss(_mse, kl_estimator="mc")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="estimator must be"):
+        total_kl(_TwoLayer(), "analytic")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="estimator must be"):
+        FixedLinear(2, 2, rngs=nnx.Rngs(0)).kl_cost("analytic")  # type: ignore[arg-type]

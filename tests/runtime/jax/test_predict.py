@@ -182,3 +182,32 @@ def test_freeze_all_unfreeze_all_and_total_kl() -> None:
     parts = [model.layers[0].kl_cost(), lstm.kl_cost(), lstm.embedding.kl_cost()]
     assert float(kl) == pytest.approx(float(sum(p[0] for p in parts)), rel=1e-6)
     assert count == sum(p[1] for p in parts) == 16 + 218 + 40
+
+
+def test_vectorised_mc_samples_draw_independent_weights() -> None:
+    # Without a bias and with the identity as input, each output is the
+    # transposed weight matrix of that copy: mc_samples exposes its S draws.
+    layer = Linear(3, 2, use_bias=False, rngs=nnx.Rngs(0))
+    mu = np.array([[0.5, -1.0, 0.0], [2.0, 0.3, -0.4]], np.float32)
+    sigma = np.array([[0.1, 0.2, 0.3], [0.4, 0.5, 0.05]], np.float32)
+    layer.weights_distribution.mu.set_value(jnp.asarray(mu))
+    layer.weights_distribution.rho.set_value(jnp.asarray(np.log(np.expm1(sigma))))
+    draws = 4000
+    identity = np.eye(3, dtype=np.float32)
+    outputs = np.asarray(mc_samples(layer, identity, num_samples=draws))
+    weights = outputs.transpose(0, 2, 1).reshape(draws, 6)  # [S, out * in]
+    z = (weights - mu.ravel()) / sigma.ravel()
+    # Standard errors for 4000 draws: mean 0.016, std 0.011, correlation 0.016.
+    np.testing.assert_allclose(z.mean(0), 0.0, atol=0.07)
+    np.testing.assert_allclose(z.std(0), 1.0, atol=0.05)
+    # Independent across elements of one draw and across successive draws.
+    within = np.corrcoef(z, rowvar=False)[np.triu_indices(6, 1)]
+    assert np.abs(within).max() < 0.07
+    lagged = [np.corrcoef(z[1:, k], z[:-1, k])[0, 1] for k in range(6)]
+    assert np.abs(lagged).max() < 0.07
+    assert len(np.unique(weights, axis=0)) == draws  # S distinct draws
+    # The layer's own sample is untouched; a frozen layer gives S equal outputs.
+    layer.freeze()
+    frozen = np.asarray(mc_samples(layer, identity, num_samples=5))
+    np.testing.assert_array_equal(frozen, np.broadcast_to(frozen[0], frozen.shape))
+    np.testing.assert_array_equal(frozen[0], np.asarray(layer.weights[...]).T)
