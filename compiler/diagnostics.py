@@ -67,6 +67,7 @@ CODES: dict[str, str] = {
     "BNN307": "network has no return",
     "BNN308": "statement after return",
     "BNN309": "wrong dtype",
+    "BNN310": "unknown or unsupported gradient estimator",
     # 4xx: shapes
     "BNN401": "wrong number of dimensions",
     "BNN402": "size mismatch",

@@ -213,6 +213,19 @@ class Distribution(_Located):
     params: dict[str, float] = Field(default_factory=dict)
 
 
+class Estimator(_Located):
+    """A gradient estimator choice such as ``estimator=flipout``.
+
+    ``name`` is one of ``reparameterization`` (the runtime default),
+    ``local_reparameterization`` and ``flipout``; the checker validates it
+    against the layer's op (``Op.estimators`` in the registry). On a
+    :class:`Network` or :class:`Program` it is the default for the layers
+    below that support it.
+    """
+
+    name: str
+
+
 class Param(_Located):
     """A typed network parameter, optionally with a default."""
 
@@ -239,6 +252,7 @@ class Layer(_Located):
     bayesian: bool = True
     prior: Distribution | None = None
     posterior: Distribution | None = None
+    estimator: Estimator | None = None
     comment: str | None = None
 
 
@@ -278,6 +292,7 @@ class Network(_Located):
     body: list[Statement] = Field(default_factory=list)
     prior: Distribution | None = None
     posterior: Distribution | None = None
+    estimator: Estimator | None = None
     sequential: bool = False
 
 
@@ -298,6 +313,7 @@ class Program(_Located):
     source_sha256: str | None = None
     prior: Distribution | None = None
     posterior: Distribution | None = None
+    estimator: Estimator | None = None
     imports: list[Import] = Field(default_factory=list)
     networks: list[Network] = Field(default_factory=list)
 

@@ -27,6 +27,17 @@ ArgKind = Literal[
 ]
 OpKind = Literal["layer", "function", "head"]
 
+#: Gradient estimators of Bayesian layers, the runtime's default first: one
+#: weight sample per call; pre-activations sampled from their Gaussian
+#: (Kingma et al., 2015); one shared perturbation with random sign flips per
+#: example (Wen et al., 2018).
+ESTIMATORS: tuple[str, ...] = (
+    "reparameterization",
+    "local_reparameterization",
+    "flipout",
+)
+DEFAULT_ESTIMATOR = ESTIMATORS[0]
+
 
 class _Required:
     def __repr__(self) -> str:
@@ -118,6 +129,9 @@ class Op:
     tensor_inputs: int | None = 1  # None: one or more (variadic)
     sequential_input: SequentialInput | None = None
     bayesian: bool = False  # layers that hold random weights by default
+    # Gradient estimators the layer accepts (`estimator=`); the first is the
+    # default. Empty for ops without random weights.
+    estimators: tuple[str, ...] = ()
 
     def arg(self, name: str) -> Arg | None:
         """The argument called ``name``."""
@@ -302,6 +316,7 @@ register(
         auto={"input_size": lambda inputs: inputs[0].dims[-1]},
         sequential_input=lambda b: (["B", b.size("input_size")], "float32"),
         bayesian=True,
+        estimators=ESTIMATORS,
     )
 )
 
@@ -394,6 +409,7 @@ for _spatial in (1, 2):
                 else (lambda b: (["B", b.size("input_channels"), "H", "W"], "float32"))
             ),
             bayesian=True,
+            estimators=ESTIMATORS,
         )
     )
 
@@ -439,6 +455,7 @@ register(
         validate=_padding_idx_validate,
         sequential_input=lambda b: (["B", "T"], "int64"),
         bayesian=True,
+        estimators=(DEFAULT_ESTIMATOR,),
     )
 )
 
@@ -468,6 +485,7 @@ register(
         validate=_padding_idx_validate,
         sequential_input=lambda b: (["B", "T"], "int64"),
         bayesian=True,
+        estimators=(DEFAULT_ESTIMATOR,),
     )
 )
 

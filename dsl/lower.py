@@ -86,6 +86,10 @@ class _Arguments:
     kwargs: list[ir.Keyword]
     prior: ir.Distribution | None = None
     posterior: ir.Distribution | None = None
+    estimator: ir.Estimator | None = None
+
+
+_Defaults = dict[str, ir.Distribution | ir.Estimator | None]
 
 
 def check_depth(tree: Tree) -> Tree | None:
@@ -204,7 +208,7 @@ class Lowering:
     # --- program --------------------------------------------------------------------
     def program(self, tree: Tree, sha256: str) -> ir.Program:
         """The IR of a whole file."""
-        defaults: dict[str, ir.Distribution | None] = {"prior": None, "posterior": None}
+        defaults: _Defaults = {"prior": None, "posterior": None, "estimator": None}
         seen_defaults: set[str] = set()
         imports: list[ir.Import] = []
         networks: list[ir.Network] = []
@@ -220,8 +224,9 @@ class Lowering:
             span=self.span(tree),
             source=self.path,
             source_sha256=sha256,
-            prior=defaults["prior"],
-            posterior=defaults["posterior"],
+            prior=defaults["prior"],  # type: ignore[arg-type]
+            posterior=defaults["posterior"],  # type: ignore[arg-type]
+            estimator=defaults["estimator"],  # type: ignore[arg-type]
             imports=imports,
             networks=networks,
         )
@@ -251,13 +256,17 @@ class Lowering:
     def default_setting(
         self,
         tree: Tree,
-        defaults: dict[str, ir.Distribution | None],
+        defaults: _Defaults,
         seen: set[str],
         level: str,
     ) -> None:
         kind_token, value = tree.children[0], tree.children[-1]
         kind = str(kind_token)
-        dist = self.distribution(value, kind)
+        dist = (
+            self.estimator(value)
+            if kind == "estimator"
+            else self.distribution(value, kind)
+        )
         if kind in seen:
             self.error(
                 "BNN202",
@@ -353,7 +362,7 @@ class Lowering:
         doc: str | None,
         params: list[ir.Param],
     ) -> ir.Network:
-        defaults: dict[str, ir.Distribution | None] = {"prior": None, "posterior": None}
+        defaults: _Defaults = {"prior": None, "posterior": None, "estimator": None}
         seen_defaults: set[str] = set()
         inputs: list[ir.Input] = []
         layers: list[ir.Layer] = []
@@ -388,8 +397,9 @@ class Lowering:
             inputs=inputs,
             layers=layers,
             body=statements,
-            prior=defaults["prior"],
-            posterior=defaults["posterior"],
+            prior=defaults["prior"],  # type: ignore[arg-type]
+            posterior=defaults["posterior"],  # type: ignore[arg-type]
+            estimator=defaults["estimator"],  # type: ignore[arg-type]
         )
 
     def check_member_names(self, net: ir.Network) -> None:
@@ -485,6 +495,7 @@ class Lowering:
             bayesian=not fixed,
             prior=arguments.prior,
             posterior=arguments.posterior,
+            estimator=arguments.estimator,
             comment=self.trailing_comment(span),
         )
 
@@ -505,7 +516,7 @@ class Lowering:
             seen_keyword = child
             key_token, value = child.children
             key = str(key_token)
-            if key_token.type in ("PRIOR", "POSTERIOR"):
+            if key_token.type in ("PRIOR", "POSTERIOR", "ESTIMATOR"):
                 if not layer:
                     self.error(
                         "BNN209",
@@ -514,7 +525,11 @@ class Lowering:
                         key_token,
                     )
                     continue
-                dist = self.distribution(value, key)
+                dist = (
+                    self.estimator(value)
+                    if key == "estimator"
+                    else self.distribution(value, key)
+                )
                 if getattr(result, key) is not None:
                     self.error("BNN206", f"`{key}` is given twice", child)
                 setattr(result, key, dist)
@@ -590,6 +605,26 @@ class Lowering:
         if not ok:
             return None
         return ir.Distribution(span=self.span(tree), family="Gaussian", params=params)
+
+    def estimator(self, tree: Tree) -> ir.Estimator | None:
+        """A gradient estimator: a name (``flipout``) or a string (``"flipout"``).
+
+        Which names exist and which layers take them is the checker's
+        business (BNN310), so that an IR built in Python is checked the same.
+        """
+        if tree.data == "name":
+            return ir.Estimator(span=self.span(tree), name=str(tree.children[0]))
+        if tree.data == "string":
+            return ir.Estimator(
+                span=self.span(tree), name=self.string(tree.children[0])
+            )
+        self.error(
+            "BNN310",
+            "an estimator is written as a name, e.g. `flipout`",
+            tree,
+            "estimators: reparameterization, local_reparameterization, flipout",
+        )
+        return None
 
     def number(self, tree: Tree) -> float | None:
         """The value of a signed number literal, or None."""
@@ -783,6 +818,12 @@ class Lowering:
                         "prior or posterior",
                         item,
                     )
+                if arguments.estimator is not None:
+                    self.sink.error(
+                        "BNN306",
+                        f"`{op}` is a function without weights; it takes no estimator",
+                        arguments.estimator.span or self.span(item),
+                    )
                 value = ir.Call(
                     span=span,
                     func=op,
@@ -805,6 +846,7 @@ class Lowering:
                         bayesian=fixed_token is None,
                         prior=arguments.prior,
                         posterior=arguments.posterior,
+                        estimator=arguments.estimator,
                         comment=None
                         if later_on_same_line
                         else self.trailing_comment(span),

@@ -2,8 +2,8 @@
 
 The grammar lives in ``bnnc/grammars/bnn.lark``. After the first syntax error the
 parser restarts at the next top-level declaration (a line that starts with
-``network``, ``prior``, ``posterior`` or ``from`` in column 1), so one run
-reports the first error of every broken declaration.
+``network``, ``prior``, ``posterior``, ``estimator`` or ``from`` in column 1),
+so one run reports the first error of every broken declaration.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ MAX_SYNTAX_ERRORS = 20
 """At most this many syntax errors are reported per file."""
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-_RESTART = re.compile(r"^(?:network|prior|posterior|from)\b", re.MULTILINE)
+_RESTART = re.compile(r"^(?:network|prior|posterior|estimator|from)\b", re.MULTILINE)
 
 # Terminals that can start an expression; an "expected" set containing them all
 # is shown as "an expression".

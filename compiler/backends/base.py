@@ -29,7 +29,7 @@ from bnnc.compiler.backends.writer import (
 )
 from bnnc.compiler.check import CheckedProgram, LayerInfo, NetworkInfo
 from bnnc.compiler.check.results import POSTERIOR_DEFAULTS, PRIOR_DEFAULTS, HeadInfo
-from bnnc.compiler.registry import REGISTRY, Op
+from bnnc.compiler.registry import DEFAULT_ESTIMATOR, REGISTRY, Op
 from bnnc.compiler.symbolic import Size, render, split_divisions
 from bnnc.compiler.types import DistType, TensorType, ValueType
 
@@ -318,7 +318,11 @@ class Generator(ABC):
             return info.network, [*args, *self.network_extra_arguments()]
         op = info.op
         given = _given_arguments([a.name for a in op.args], layer.args, layer.kwargs)
-        positional = {a.name for a in op.args[: len(layer.args)]}
+        # Only required arguments stay positional: the runtime layers take
+        # their distributions before the options (`Linear(in, out,
+        # weights_distribution, bias_distribution, use_bias)`), so an option
+        # written positionally in the spec is passed by keyword.
+        positional = {a.name for a in op.args[: len(layer.args)] if a.required}
         args: list[str] = []
         for spec in op.args:  # registry order; keywords where the spec used them
             if spec.name not in given:
@@ -332,6 +336,8 @@ class Generator(ABC):
             args.append(code if spec.name in positional else f"{spec.name}={code}")
         if layer.bayesian and op.bayesian:
             args.extend(_distribution_arguments(info))
+            if info.estimator != DEFAULT_ESTIMATOR:  # a checked registry name
+                args.append(f"estimator={py_string(info.estimator)}")
         args.extend(self.layer_extra_arguments(info))
         return f"{self.runtime_alias}.{self.layer_class(info)}", args
 

@@ -25,6 +25,7 @@ from bnnc.compiler.check.values import (
 )
 from bnnc.compiler.diagnostics import DiagnosticSink, did_you_mean
 from bnnc.compiler.registry import (
+    ESTIMATORS,
     REGISTRY,
     REQUIRED,
     Arg,
@@ -32,6 +33,7 @@ from bnnc.compiler.registry import (
     Op,
     ShapeError,
     head_event_size,
+    layers,
 )
 from bnnc.compiler.symbolic import Size
 from bnnc.compiler.types import DistType, RecordType, TensorType, ValueType
@@ -163,6 +165,8 @@ class NetworkChecker:
                     layer.span,
                     "remove `fixed` to make the layer Bayesian",
                 )
+            if self.standalone and layer.estimator is not None:
+                self._check_layer_estimator(layer, op)
             values = bind_arguments(
                 what,
                 op.args,
@@ -188,6 +192,14 @@ class NetworkChecker:
                     "a prior or posterior",
                     layer.span,
                     f"set `prior default` / `fixed` inside network `{layer.op}`",
+                )
+            if self.standalone and layer.estimator is not None:
+                self.sink.error(
+                    "BNN306",
+                    f"layer `{layer.name}` is a network: it cannot take an estimator",
+                    layer.estimator.span or layer.span,
+                    f"set `estimator default` inside network `{layer.op}`, or "
+                    "`estimator=` on its layers",
                 )
             net = target[0]
             specs = [_param_arg(p) for p in net.params]
@@ -218,6 +230,38 @@ class NetworkChecker:
                 *did_you_mean(layer.op, candidates),
             )
         return _LayerState(layer, None, None, None)
+
+    def _check_layer_estimator(self, layer: ir.Layer, op: Op) -> None:
+        """BNN306 on a fixed layer; BNN310 for an unknown or unsupported name."""
+        assert layer.estimator is not None
+        name, span = layer.estimator.name, layer.estimator.span or layer.span
+        if not layer.bayesian:
+            self.sink.error(
+                "BNN306",
+                f"fixed layer `{layer.name}` has no gradient estimator",
+                span,
+                "remove `fixed` to make the layer Bayesian, or remove `estimator=`",
+            )
+        elif name not in ESTIMATORS:
+            self.sink.error(
+                "BNN310",
+                f"unknown estimator `{name}`",
+                span,
+                *estimator_hints(name),
+            )
+        elif name not in op.estimators:
+            supported = [o.name for o in layers() if name in o.estimators]
+            takes = (
+                f"{op.name} takes only `{op.estimators[0]}`, the default"
+                if len(op.estimators) == 1
+                else f"{op.name} takes " + ", ".join(f"`{e}`" for e in op.estimators)
+            )
+            self.sink.error(
+                "BNN310",
+                f"{op.name} does not support the estimator `{name}`",
+                span,
+                f"{takes}; `{name}` applies to {', '.join(supported)}",
+            )
 
     def _validate(self, state: _LayerState, values: dict[str, Value]) -> bool:
         assert state.op is not None and state.op.validate is not None
@@ -892,7 +936,27 @@ class NetworkChecker:
                 auto=dict(state.auto),
                 prior=prior,
                 posterior=posterior,
+                estimator=self.scope.effective_estimator(
+                    self.program, self.network, state.layer, state.op
+                ),
             )
+
+
+# Common short names of the estimators, for a "did you mean" hint.
+_ESTIMATOR_ALIASES = {
+    "lrt": "local_reparameterization",
+    "local": "local_reparameterization",
+    "local_reparam": "local_reparameterization",
+    "reparam": "reparameterization",
+    "flip": "flipout",
+}
+
+
+def estimator_hints(name: str) -> tuple[str, ...]:
+    """Hints for an unknown estimator name: the closest one, and every one."""
+    alias = _ESTIMATOR_ALIASES.get(name.lower())
+    close = (f"did you mean `{alias}`?",) if alias else did_you_mean(name, ESTIMATORS)
+    return (*close, "estimators: " + ", ".join(ESTIMATORS))
 
 
 def _param_arg(param: ir.Param) -> Arg:

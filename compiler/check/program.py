@@ -6,7 +6,12 @@ import keyword
 import math
 
 from bnnc.compiler import ir
-from bnnc.compiler.check.network import NetworkChecker, Outputs, _HintedSink
+from bnnc.compiler.check.network import (
+    NetworkChecker,
+    Outputs,
+    _HintedSink,
+    estimator_hints,
+)
 from bnnc.compiler.check.results import (
     POSTERIOR_DEFAULTS,
     PRIOR_DEFAULTS,
@@ -20,6 +25,7 @@ from bnnc.compiler.diagnostics import (
     DiagnosticSink,
     did_you_mean,
 )
+from bnnc.compiler.registry import DEFAULT_ESTIMATOR, ESTIMATORS, Op
 from bnnc.compiler.symbolic import Size
 from bnnc.compiler.types import TensorType, Unknown
 
@@ -114,6 +120,26 @@ class Scope:
             if level.posterior is not None:
                 posterior.update(level.posterior.params)
         return prior, posterior
+
+    @staticmethod
+    def effective_estimator(
+        program: ir.Program, network: ir.Network, layer: ir.Layer, op: Op | None
+    ) -> str:
+        """A layer's gradient estimator: layer < network < file < runtime default.
+
+        A default (network or file level) applies to the layers whose op
+        supports it; the others keep the runtime default. Fixed layers and
+        networks used as layers have none.
+        """
+        if op is None or not layer.bayesian or not op.estimators:
+            return DEFAULT_ESTIMATOR
+        if layer.estimator is not None:
+            return layer.estimator.name
+        for level in (network, program):
+            if level.estimator is not None:
+                name = level.estimator.name
+                return name if name in op.estimators else DEFAULT_ESTIMATOR
+        return DEFAULT_ESTIMATOR
 
     # ------------------------------------------------------------------------------
     def parameters(
@@ -433,6 +459,8 @@ def _check_standalone(
         return
     for owner in (program, network, *network.layers):
         _check_distributions(owner, sink)
+    for level in (program, network):
+        _check_estimator_default(level, sink)
     names: set[str] = set()
     # Networks built in this network's constructor, where parameters are locals.
     constructed = {
@@ -543,6 +571,21 @@ def _check_distributions(
             )
             if problem:
                 sink.error("BNN105", problem, setting.span or owner.span)
+
+
+def _check_estimator_default(
+    owner: ir.Program | ir.Network, sink: DiagnosticSink
+) -> None:
+    """BNN310 for an ``estimator default`` that names no estimator."""
+    setting = owner.estimator
+    if setting is None or setting.name in ESTIMATORS:
+        return
+    sink.error(
+        "BNN310",
+        f"unknown estimator `{setting.name}`",
+        setting.span or owner.span,
+        *estimator_hints(setting.name),
+    )
 
 
 def _class_name_problem(name: str) -> str | None:

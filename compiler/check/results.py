@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from bnnc.compiler import ir
 from bnnc.compiler.diagnostics import Diagnostic
-from bnnc.compiler.registry import Op
+from bnnc.compiler.registry import DEFAULT_ESTIMATOR, Op
 from bnnc.compiler.symbolic import Size
 from bnnc.compiler.types import TensorType, ValueType
 
@@ -25,6 +25,7 @@ class LayerInfo:
     auto: dict[str, Size]
     prior: dict[str, float]  # effective prior (mu, std)
     posterior: dict[str, float]  # effective posterior (mu_init, rho_init)
+    estimator: str = DEFAULT_ESTIMATOR  # effective gradient estimator
 
 
 @dataclass(frozen=True)

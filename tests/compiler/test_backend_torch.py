@@ -124,3 +124,21 @@ def test_parameters_without_defaults_become_required_arguments() -> None:
     assert "def __init__(self, d_in: int, *, hidden: int = 8, d_out: int)" in source
     model = bnnc.build(program, d_in=3, d_out=2)
     assert model(torch.randn(4, 3)).shape == (4, 2)
+
+
+def test_options_written_positionally_are_passed_by_keyword() -> None:
+    # The runtime layers take their distributions before `use_bias`.
+    text = (
+        "network N {\n    input x: Tensor[B, 4]\n    input s: Tensor[B, 2, 5]\n"
+        "    layers { fc = Linear(4, 2, false)\n"
+        "             c = Conv1d(2, 2, 3, 1, 1, 1, 2, false) }\n"
+        "    forward { return fc(x) + mean(c(s), dim=2) }\n}\n"
+    )
+    source = api.compile(dsl.parse(text, "t.bnn"))
+    assert "bnn.Linear(4, 2, use_bias=False)" in source
+    assert (
+        "2, 2, 3, stride=1, padding=1, dilation=1, groups=2, use_bias=False" in source
+    )
+    model = bnnc.build(dsl.parse(text, "t.bnn"))
+    assert model.fc.bias is None and model.c.bias is None and model.c.groups == 2
+    assert model(torch.randn(3, 4), torch.randn(3, 2, 5)).shape == (3, 2)

@@ -60,14 +60,14 @@ def _examples() -> list[str]:
         for language, block in fences
         if not language
         and "..." not in block
-        and re.match(r"(#[^\n]*\n)*(network|prior|posterior|from) ", block)
+        and re.match(r"(#[^\n]*\n)*(network|prior|posterior|estimator|from) ", block)
     ]
 
 
 @pytest.mark.parametrize("example", _examples())
 def test_documented_examples_parse(example):
     program = dsl.parse(example, "example.bnn")
-    assert program.networks or program.prior or program.imports
+    assert program.networks or program.prior or program.imports or program.estimator
 
 
 def test_there_are_documented_examples():

@@ -158,7 +158,7 @@ def test_missing_brace_before_next_network(codes, errors):
     lines = [line for line in errors(text).splitlines() if line.startswith("t.bnn")]
     assert lines == [
         "t.bnn:4:1: error[BNN101]: unexpected keyword `network`, expected one of "
-        "`}`, `;`, `forward`, `input`, `layers`, `posterior`, `prior`",
+        "`}`, `;`, `estimator`, `forward`, `input`, `layers`, `posterior`, `prior`",
         "t.bnn:4:30: error[BNN101]: unexpected `)`, expected an expression",
     ]
 

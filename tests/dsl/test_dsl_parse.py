@@ -498,5 +498,5 @@ def test_keywords_are_the_reserved_words():
     assert dsl.keywords() == {
         "network", "input", "layers", "forward", "return", "fixed", "sequential",
         "from", "import", "prior", "posterior", "default", "auto", "true", "false",
-        "none",
+        "none", "estimator",
     }  # fmt: skip

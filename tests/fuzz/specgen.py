@@ -7,7 +7,7 @@ long run (``bench/fuzz_long.py``):
   inputs, layers drawn from the operator registry with plausible arguments,
   forward chains that track every tensor's shape (so that the spec checks),
   output heads and named outputs in ``return``, sequential networks, networks
-  used as layers, priors and posteriors at every level, doc and trailing
+  used as layers, priors, posteriors and estimators at every level, doc and trailing
   comments with arbitrary characters, and varied layout (``;`` or newlines,
   tabs, CRLF, trailing commas, redundant parentheses).
 - :func:`near_valid` changes one token of a valid spec: deleted, duplicated,
@@ -34,7 +34,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from bnnc.compiler.registry import REGISTRY
+from bnnc.compiler.registry import ESTIMATORS, REGISTRY
 
 Item = TypeVar("Item")
 
@@ -305,6 +305,9 @@ class _Network:
                 extras.append(f"prior={_prior(c, 'prior')}")
             if c.chance(15):
                 extras.append(f"posterior={_prior(c, 'posterior')}")
+            op = REGISTRY.get(decl.split("(", 1)[0])
+            if op is not None and op.estimators and c.chance(15):
+                extras.append(f"estimator={c.choice(op.estimators)}")
             if extras:
                 decl = decl[:-1] + ", " + ", ".join(extras) + ")"
         text = f"{name} = {'fixed ' if fixed else ''}{decl}"
@@ -716,6 +719,8 @@ class _Network:
             members.append(f"prior default = {_prior(c, 'prior')}")
         if c.chance(10):
             members.append(f"posterior default = {_prior(c, 'posterior')}")
+        if c.chance(10):
+            members.append(f"estimator default = {c.choice(ESTIMATORS)}")
         members += self.input_decls
         blocks = [
             lay.block("layers", self.layers),
@@ -866,6 +871,8 @@ def valid_spec(c: Chooser) -> Spec:
         parts.append(f"prior default = {_prior(c, 'prior')}")
     if c.chance(20):
         parts.append(f"posterior default = {_prior(c, 'posterior')}")
+    if c.chance(15):
+        parts.append(f"estimator default = {c.choice(ESTIMATORS)}")
     blocks: list[_Block] = []
     names: list[str] = []
     for index in range(c.integer(0, 2)):
@@ -923,7 +930,8 @@ _REPLACEMENTS = (
     "==",
     *sorted(keyword.kwlist),
     "network", "input", "layers", "forward", "return", "fixed", "sequential", "from",
-    "import", "prior", "posterior", "default", "auto", "true", "false", "none",
+    "import", "prior", "posterior", "estimator", "default", "auto", "true", "false",
+    "none", "flipout",
     "Tensor", "dtype", "int64", "float", "int", "bool", "B", "T",
     "0", "1", "-1", "2", "1.5", "1e400", "99999999999999999999", "1099511627777",
     '"x"', '"\\q"', '"', "'", "\\", "#", "@", "$", "`",

@@ -34,7 +34,7 @@ from bnnc.compiler import ir
 from bnnc.compiler.backends import BACKENDS
 from bnnc.compiler.backends.base import HEAD_DISTS
 from bnnc.compiler.check.values import reserved_reason
-from bnnc.compiler.registry import REGISTRY
+from bnnc.compiler.registry import ESTIMATORS, REGISTRY
 
 ROOT = Path(__file__).resolve().parents[2]
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -49,7 +49,7 @@ _ALLOWED_MODULES = {
     "flax",
 }
 _ALLOWED_DUNDERS = {"__init__", "__call__"}
-_STRINGS = set(HEAD_DISTS.values())
+_STRINGS = set(HEAD_DISTS.values()) | set(ESTIMATORS)  # heads' `dist`, `estimator=`
 _BANNED_NODES = (
     ast.Lambda,
     ast.Global,
