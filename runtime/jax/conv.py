@@ -14,8 +14,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from .base import DEFAULT_RNGS, BayesianModule, FixedModule
+from .base import DEFAULT_RNGS, FixedModule
 from .distributions import DistributionModule
+from .estimators import Estimator, WeightLayer
 
 __all__ = ["Conv1d", "Conv2d", "FixedConv1d", "FixedConv2d", "conv1d", "conv2d"]
 
@@ -100,7 +101,7 @@ def conv2d(
     )
 
 
-class Conv1d(BayesianModule):
+class Conv1d(WeightLayer):
     """Bayesian 1-D convolution over ``[batch, channels, length]`` inputs.
 
     ``weights`` has shape ``(output_channels, input_channels // groups,
@@ -125,6 +126,7 @@ class Conv1d(BayesianModule):
         std_prior: float = 0.1,
         mu_init: float = 0.0,
         rho_init: float = -7.0,
+        estimator: Estimator = "reparameterization",
         **kwargs: Any,
     ) -> None:
         """Create the layer and draw initial weights.
@@ -147,7 +149,16 @@ class Conv1d(BayesianModule):
             std_prior: Prior standard deviation of the default distributions.
             mu_init: Initial posterior mean of the default distributions.
             rho_init: Initial posterior rho of the default distributions.
+            estimator: ``"reparameterization"`` (default),
+                ``"local_reparameterization"`` or ``"flipout"``
+                (:mod:`.estimators`); the last two need Gaussian
+                distributions.
             **kwargs: Passed to ``nnx.Module``.
+
+        Raises:
+            ValueError: For an unknown estimator, or local reparameterisation
+                or flipout with a non-Gaussian distribution; for ``groups``
+                that do not divide the channels.
         """
         super().__init__(**kwargs)
         _check_groups(input_channels, output_channels, groups)
@@ -171,22 +182,21 @@ class Conv1d(BayesianModule):
             mu_init=mu_init,
             rho_init=rho_init,
         )
+        self._set_estimator(estimator)
 
     def __call__(self, inputs: jax.Array) -> jax.Array:
         """Sample (unless frozen) and convolve ``[B, C_in, L]`` inputs."""
-        self._resample()
+        return self._apply_estimator(inputs, self._convolve, 1)
+
+    def _convolve(
+        self, inputs: jax.Array, weights: jax.Array, bias: jax.Array | None
+    ) -> jax.Array:
         return conv1d(
-            inputs,
-            self._current("weights"),
-            self._current("bias"),
-            self.stride,
-            self.padding,
-            self.dilation,
-            self.groups,
+            inputs, weights, bias, self.stride, self.padding, self.dilation, self.groups
         )
 
 
-class Conv2d(BayesianModule):
+class Conv2d(WeightLayer):
     """Bayesian 2-D convolution over ``[batch, channels, height, width]`` inputs.
 
     ``weights`` has shape ``(output_channels, input_channels // groups, kh, kw)``
@@ -213,6 +223,7 @@ class Conv2d(BayesianModule):
         std_prior: float = 0.1,
         mu_init: float = 0.0,
         rho_init: float = -7.0,
+        estimator: Estimator = "reparameterization",
         **kwargs: Any,
     ) -> None:
         """Create the layer and draw initial weights.
@@ -235,7 +246,16 @@ class Conv2d(BayesianModule):
             std_prior: Prior standard deviation of the default distributions.
             mu_init: Initial posterior mean of the default distributions.
             rho_init: Initial posterior rho of the default distributions.
+            estimator: ``"reparameterization"`` (default),
+                ``"local_reparameterization"`` or ``"flipout"``
+                (:mod:`.estimators`); the last two need Gaussian
+                distributions.
             **kwargs: Passed to ``nnx.Module``.
+
+        Raises:
+            ValueError: For an unknown estimator, or local reparameterisation
+                or flipout with a non-Gaussian distribution; for ``groups``
+                that do not divide the channels.
         """
         super().__init__(**kwargs)
         _check_groups(input_channels, output_channels, groups)
@@ -259,18 +279,17 @@ class Conv2d(BayesianModule):
             mu_init=mu_init,
             rho_init=rho_init,
         )
+        self._set_estimator(estimator)
 
     def __call__(self, inputs: jax.Array) -> jax.Array:
         """Sample (unless frozen) and convolve ``[B, C_in, H, W]`` inputs."""
-        self._resample()
+        return self._apply_estimator(inputs, self._convolve, 2)
+
+    def _convolve(
+        self, inputs: jax.Array, weights: jax.Array, bias: jax.Array | None
+    ) -> jax.Array:
         return conv2d(
-            inputs,
-            self._current("weights"),
-            self._current("bias"),
-            self.stride,
-            self.padding,
-            self.dilation,
-            self.groups,
+            inputs, weights, bias, self.stride, self.padding, self.dilation, self.groups
         )
 
 

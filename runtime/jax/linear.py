@@ -10,8 +10,9 @@ import jax.numpy as jnp
 from flax import nnx
 from jax import lax
 
-from .base import DEFAULT_RNGS, BayesianModule, FixedModule
+from .base import DEFAULT_RNGS, FixedModule
 from .distributions import DistributionModule
+from .estimators import Estimator, WeightLayer
 
 __all__ = ["FixedLinear", "Linear", "linear"]
 
@@ -49,13 +50,15 @@ def linear(
     return outputs
 
 
-class Linear(BayesianModule):
+class Linear(WeightLayer):
     """Bayesian fully connected layer: ``y = x W^T + b`` with sampled ``W``, ``b``.
 
     ``weights`` has shape ``(output_size, input_size)`` and ``bias`` shape
     ``(output_size,)`` (None when ``use_bias`` is False); both are
     :class:`~.distributions.Sample` variables resampled from ``rngs.sample()``
-    on every call unless frozen.
+    on every call unless frozen. ``estimator`` chooses reparameterisation (one
+    weight sample per call), local reparameterisation or flipout
+    (:mod:`.estimators`).
     """
 
     def __init__(
@@ -73,6 +76,7 @@ class Linear(BayesianModule):
         std_prior: float = 0.1,
         mu_init: float = 0.0,
         rho_init: float = -7.0,
+        estimator: Estimator = "reparameterization",
         **kwargs: Any,
     ) -> None:
         """Create the layer and draw initial weights.
@@ -92,7 +96,14 @@ class Linear(BayesianModule):
             std_prior: Prior standard deviation of the default distributions.
             mu_init: Initial posterior mean of the default distributions.
             rho_init: Initial posterior rho of the default distributions.
+            estimator: ``"reparameterization"`` (default),
+                ``"local_reparameterization"`` or ``"flipout"``; the last two
+                need Gaussian distributions.
             **kwargs: Passed to ``nnx.Module``.
+
+        Raises:
+            ValueError: For an unknown estimator, or local reparameterisation
+                or flipout with a non-Gaussian distribution.
         """
         super().__init__(**kwargs)
         self.input_size = input_size
@@ -112,17 +123,16 @@ class Linear(BayesianModule):
             mu_init=mu_init,
             rho_init=rho_init,
         )
+        self._set_estimator(estimator)
 
     def __call__(self, inputs: jax.Array) -> jax.Array:
         """Sample (unless frozen) and apply the layer to ``[*, input_size]`` inputs."""
-        self._resample()
-        return linear(
-            inputs,
-            self._current("weights"),
-            self._current("bias"),
-            self.precision,
-            self.dot_general,
-        )
+        return self._apply_estimator(inputs, self._linear, 0)
+
+    def _linear(
+        self, inputs: jax.Array, weights: jax.Array, bias: jax.Array | None
+    ) -> jax.Array:
+        return linear(inputs, weights, bias, self.precision, self.dot_general)
 
 
 class FixedLinear(FixedModule):
