@@ -6,9 +6,9 @@ protocol waits for it with ``jax.block_until_ready``. Training: one
 ``nnx.jit`` step (``nnx.value_and_grad`` over ``nnx.Param``, then
 ``optax.adam(1e-3)`` through ``nnx.Optimizer``), the same for every contender.
 Prediction: bnnc through its public ``mc_samples``; the deterministic model
-as a jitted ``S``-pass loop (``lax.map``; an optimisation barrier on the input
-keeps XLA from hoisting the identical passes out of the loop); the floor as a
-jitted ``S``-pass loop drawing new weights on each pass.
+as a jitted ``S``-pass loop (``lax.scan``, each pass fed a zero computed from the
+previous one so that XLA cannot compute the identical passes once); the floor
+as a jitted ``S``-pass loop drawing new weights on each pass.
 """
 
 from __future__ import annotations
@@ -99,13 +99,22 @@ def train_contenders(
 
 @nnx.jit(static_argnums=2)
 def _deterministic_passes(model: nnx.Module, x: jax.Array, samples: int):
+    """``samples`` real passes of a deterministic model, stacked.
+
+    The passes are identical, so XLA would compute one and reuse it (an
+    optimisation barrier on the input does not stop it). Each pass therefore
+    adds to its input a zero computed from the previous pass's output
+    (``0 * y``, which XLA may not fold: it is NaN for infinite ``y``), so the
+    passes run one after the other, as a loop over the samples does.
+    """
     graphdef, state = nnx.split(model)
 
-    def one(index):
-        x_i, _ = jax.lax.optimization_barrier((x, index))
-        return nnx.merge(graphdef, state)(x_i)
+    def one(zero, _):
+        out = nnx.merge(graphdef, state)(x + zero.astype(x.dtype))
+        return (0 * out.reshape(-1)[0]).astype(jnp.float32), out
 
-    return jax.lax.map(one, jnp.arange(samples))
+    _, outs = jax.lax.scan(one, jnp.zeros((), jnp.float32), None, length=samples)
+    return outs
 
 
 @nnx.jit(static_argnums=2)
