@@ -40,6 +40,19 @@ def test_runtime_layers_take_the_registry_arguments(op, runtime: str) -> None:
         if op.bayesian and not name.startswith("Fixed"):
             for key in ("mu_prior", "std_prior", "mu_init", "rho_init"):
                 assert key in signature.parameters, f"{name} lacks {key}"
+        if len(op.estimators) > 1 and not name.startswith("Fixed"):
+            # `estimator=` in a spec compiles to this keyword-only argument.
+            parameter = signature.parameters["estimator"]
+            assert parameter.kind is inspect.Parameter.KEYWORD_ONLY, name
+            assert parameter.default == op.estimators[0], name
+            args = [2] * sum(a.required for a in op.args)
+            extra = (
+                {"rngs": pytest.importorskip("flax.nnx").Rngs(0)}
+                if runtime == "jax"
+                else {}
+            )
+            for estimator in op.estimators:
+                assert cls(*args, estimator=estimator, **extra).estimator == estimator
 
 
 def test_registry_entries_are_documented() -> None:
