@@ -77,7 +77,9 @@ def parse_args(argv: list[str] | None) -> tuple[Config, argparse.Namespace]:
         default=FIGURES,
         help="comma-separated: train,predict,memory,params,compile",
     )
-    parser.add_argument("--rounds", type=int, help="timed rounds (default 15)")
+    parser.add_argument(
+        "--rounds", type=int, help="timed rounds (default 15; 5 with --quick)"
+    )
     parser.add_argument("--threads", type=int, help="threads / CPUs (default 2)")
     parser.add_argument(
         "--json",
