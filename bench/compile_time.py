@@ -119,6 +119,8 @@ def measure(
             f"{small}-{mid}": 1000 * slope_low,
             f"{mid}-{large}": 1000 * slope_high,
         }
-        result["linearity"] = slope_high / slope_low if slope_low > 0 else None
+        # Both slopes must be positive to say anything (tiny sizes are noise).
+        positive = slope_low > 0 and slope_high > 0
+        result["linearity"] = slope_high / slope_low if positive else None
         result["largest"] = large
     return result
