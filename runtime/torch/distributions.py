@@ -165,7 +165,7 @@ class GaussianDistribution(DistributionModule):
             and ``rho``.
         """
         eps = torch.randn_like(self.rho)
-        return self.mu + self.sigma * eps
+        return torch.addcmul(self.mu, self.sigma, eps)
 
     def kl_divergence(self) -> torch.Tensor:
         """Closed-form KL(q || p) summed over elements, as a 0-d tensor.
