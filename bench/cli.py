@@ -189,7 +189,8 @@ def _train(cfg: Config, model: str, backend: str) -> dict[str, Any]:
         return _timing_cell(cfg, runs, cfg.train_steps, jax.block_until_ready)
     from bench import torch_run
 
-    _reset_torch_compile()
+    if backend == "compile":
+        _reset_torch_compile()
     runs = torch_run.train_contenders(
         workload, cfg.batch, cfg.seq_len, cfg.seed, compiled=backend == "compile"
     )
@@ -208,7 +209,8 @@ def _predict(cfg: Config, model: str, backend: str) -> dict[str, Any]:
         return _timing_cell(cfg, runs, cfg.predict_calls, jax.block_until_ready)
     from bench import torch_run
 
-    _reset_torch_compile()
+    if backend == "compile":
+        _reset_torch_compile()
     runs = torch_run.predict_contenders(*args, compiled=backend == "compile")
     return _timing_cell(cfg, runs, cfg.predict_calls, lambda _: None)
 
