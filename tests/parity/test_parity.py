@@ -211,8 +211,11 @@ def assert_parity(source: ir.Program | Path, network: str) -> None:
     torch.manual_seed(0)
     torch_model = bnnc.build(source, "torch", network=network)
     jax_model = bnnc.build(source, "jax", network=network, rngs=nnx.Rngs(1))
-    transfer.torch_to_nnx(torch_model, jax_model)
+    # Freeze first: a layer with a sample-free gradient estimator (flipout,
+    # local reparameterisation) draws its samples when it is frozen; the
+    # transfer then copies them and the frozen flags.
     tbnn.freeze_all(torch_model)
+    transfer.torch_to_nnx(torch_model, jax_model)
     jbnn.freeze_all(jax_model)
     torch_model.eval()
     jax_model.eval()

@@ -9,7 +9,8 @@ Measured on the fixed problem of :func:`test_gradient_variance_is_lower`
 (64 examples, sigma = softplus(-1.5) ~ 0.20, MSE loss against a teacher
 layer's outputs, 256 draws), the variance over draws of d loss / d mu and
 d loss / d rho of the weights, summed over parameters, as a fraction of
-reparameterisation's (the JAX runtime's test measures the same problem):
+reparameterisation's (the JAX runtime's test builds the same problem from its
+own random data; see its table):
 
 ================  ========  ========  ========  ========
 estimator         gradient  Linear    Conv1d    Conv2d
