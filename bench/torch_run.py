@@ -100,7 +100,7 @@ def _train_model(workload: Workload, name: str):
 
 
 def _loop_predict(model: nn.Module, x, samples: int, compiled: bool) -> Run:
-    """``samples`` forward passes per prediction, stacked (no grad)."""
+    """``samples`` forward passes per prediction, the mean softmax (no grad)."""
     model.eval()
     forward = torch.compile(model) if compiled else model
 
@@ -108,7 +108,8 @@ def _loop_predict(model: nn.Module, x, samples: int, compiled: bool) -> Run:
         out = None
         with torch.no_grad():
             for _ in range(n):
-                out = torch.stack([forward(x) for _ in range(samples)])
+                logits = torch.stack([forward(x) for _ in range(samples)])
+                out = torch.softmax(logits, dim=-1).mean(dim=0)
         return out
 
     return run
@@ -122,8 +123,9 @@ def predict_contenders(
     seed: int,
     compiled: bool,
 ) -> dict[str, Run]:
-    """MC predictions of ``samples`` passes: bnnc through ``mc_samples``, the
-    others as a loop of forward passes (the floor draws on every pass)."""
+    """Predictive class probabilities from ``samples`` posterior samples: bnnc
+    through ``predictive_probs``, the others as a loop of forward passes (the
+    floor draws on every pass) and the same mean softmax."""
     from bnnc.runtime import torch as bnn
 
     torch.manual_seed(seed)
@@ -137,7 +139,7 @@ def predict_contenders(
     def bnnc_run(n: int) -> object:
         out = None
         for _ in range(n):
-            out = bnn.mc_samples(target, x, num_samples=samples)
+            out = bnn.predictive_probs(target, x, num_samples=samples)
         return out
 
     runs["bnnc"] = bnnc_run

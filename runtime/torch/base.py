@@ -26,6 +26,7 @@ __all__ = [
     "BayesianModule",
     "FixedModule",
     "freeze_all",
+    "per_example_samples",
     "samples_not_stored",
     "total_kl",
     "unfreeze_all",
@@ -53,6 +54,39 @@ def samples_not_stored() -> Iterator[None]:
         yield
     finally:
         _store_samples = previous
+
+
+#: While True (inside :func:`per_example_samples`), prediction needs only each
+#: example's marginal predictive distribution, not weights shared by a batch.
+_per_example = False
+
+
+@contextmanager
+def per_example_samples() -> Iterator[None]:
+    """Let layers sample each example's outputs independently.
+
+    Inside ``torch.func.vmap`` a Bayesian ``Linear``/``Conv`` layer whose
+    input is the same for every Monte Carlo sample (the first Bayesian layer
+    of a model) then draws its outputs with the local reparameterisation
+    from one evaluation of their mean and variance, instead of evaluating
+    the layer once per weight sample. Every example's predictive
+    distribution is unchanged (exactly); what changes is that the examples
+    of one sample no longer share that layer's weights, which statistics of
+    single examples (predictive mean, std, entropy, mutual information) do
+    not see. The predictive helpers use it; :func:`~.predict.mc_samples`
+    only with ``joint=False``.
+    """
+    global _per_example
+    previous, _per_example = _per_example, True
+    try:
+        yield
+    finally:
+        _per_example = previous
+
+
+def per_example_mode() -> bool:
+    """Whether :func:`per_example_samples` is active."""
+    return _per_example
 
 
 def _zero_like_module(module: torch.nn.Module) -> torch.Tensor:

@@ -31,7 +31,7 @@ from typing import Literal, get_args
 
 import torch
 
-from .base import BayesianModule
+from .base import BayesianModule, per_example_mode
 from .distributions import DistributionModule, GaussianDistribution, KLEstimator
 
 __all__ = [
@@ -127,6 +127,16 @@ class WeightLayer(BayesianModule):
                 sign (the spatial axes of a convolution; 0 for a linear layer).
         """
         estimator = self.estimator
+        if (
+            not self.frozen
+            and per_example_mode()
+            and _same_for_every_sample(inputs)
+            and isinstance(self.weights_distribution, GaussianDistribution)
+            and isinstance(self.bias_distribution, (GaussianDistribution, type(None)))
+        ):
+            # Vectorised prediction of per-example statistics: one mean and
+            # variance for all samples instead of one pass per weight sample.
+            estimator = "local_reparameterization"
         if self.frozen or estimator == "reparameterization":
             values = self._draw()
             return apply(inputs, values["weights"], values.get("bias"))
@@ -159,6 +169,14 @@ class WeightLayer(BayesianModule):
         if self.estimator == DEFAULT_ESTIMATOR:
             return ""
         return f", estimator={self.estimator!r}"
+
+
+def _same_for_every_sample(inputs: torch.Tensor) -> bool:
+    """Inside ``vmap``, whether ``inputs`` is not batched (equal for all samples)."""
+    return (
+        torch._C._functorch.peek_interpreter_stack() is not None
+        and not torch._C._functorch.is_batchedtensor(inputs)
+    )
 
 
 def local_reparameterization(

@@ -866,7 +866,7 @@ def _normal_samples(
     model: torch.nn.Module,
     inputs: tuple[Any, ...],
     num_samples: int,
-    vectorize: bool,
+    vectorize: bool | None,
 ) -> NormalStoch:
     """``num_samples`` normal-head outputs of ``model(*inputs)`` stacked on axis 0.
 
@@ -875,7 +875,7 @@ def _normal_samples(
     from .predict import sample_outputs  # predict is the higher-level module
 
     parts = sample_outputs(
-        model, inputs, num_samples, _normal_parts, vectorize=vectorize
+        model, inputs, num_samples, _normal_parts, vectorize=vectorize, joint=False
     )
     return NormalStoch(*parts)
 
@@ -884,7 +884,7 @@ def predictive_normal(
     model: torch.nn.Module,
     *inputs: Any,
     num_samples: int = DEFAULT_NUM_SAMPLES,
-    vectorize: bool = True,
+    vectorize: bool | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and standard deviation of the posterior predictive of a normal head.
 
@@ -923,7 +923,7 @@ def predictive_interval(
     num_samples: int = DEFAULT_NUM_SAMPLES,
     level: float = 0.9,
     draws_per_sample: int = 64,
-    vectorize: bool = True,
+    vectorize: bool | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Central ``level`` interval of the posterior predictive of a normal head.
 

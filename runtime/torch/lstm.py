@@ -95,6 +95,10 @@ class LSTM(BayesianModule):
     both), while :meth:`freeze`/:meth:`unfreeze` also act on the embedding.
     """
 
+    #: Monte Carlo prediction loops over samples rather than vmapping: the
+    #: per-step matmuls of S samples batch worse on CPU than they loop.
+    vectorizes_well = False
+
     wf: torch.Tensor
     bf: torch.Tensor
     wi: torch.Tensor

@@ -21,11 +21,18 @@ samples), as the JAX runtime's option of the same name does.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import Any, NamedTuple
 
 import torch
 
-from .base import freeze_all, samples_not_stored, total_kl, unfreeze_all
+from .base import (
+    freeze_all,
+    per_example_samples,
+    samples_not_stored,
+    total_kl,
+    unfreeze_all,
+)
 
 __all__ = [
     "ClassificationUncertainty",
@@ -49,29 +56,48 @@ def _first(output: Any) -> Any:
     return output[0] if isinstance(output, (tuple, list)) else output
 
 
+def _vectorizes_well(model: torch.nn.Module) -> bool:
+    return all(getattr(m, "vectorizes_well", True) for m in model.modules())
+
+
 def sample_outputs(
     model: torch.nn.Module,
     inputs: tuple[Any, ...],
     num_samples: int,
     extract: Callable[[Any], Any] = _first,
     *,
-    vectorize: bool = True,
+    vectorize: bool | None = None,
+    joint: bool = True,
 ) -> Any:
     """``num_samples`` evaluations of ``extract(model(*inputs))``, stacked on axis 0.
 
     ``extract`` turns one output into a tensor or a tuple of tensors (stacked
-    element by element). Vectorised with ``torch.func.vmap`` unless
-    ``vectorize`` is False; always under ``torch.no_grad()``.
+    element by element). Always under ``torch.no_grad()``.
+
+    Args:
+        vectorize: ``torch.func.vmap`` (True), a Python loop (False), or
+            None: vmap unless a module of the model declares
+            ``vectorizes_well = False`` (the LSTM, whose per-step matmuls
+            batch worse on CPU than they loop).
+        joint: True: the examples of one sample share every weight (joint
+            posterior samples). False: only each example's marginal
+            predictive is needed, and vectorised sampling may use
+            :func:`~.base.per_example_samples`.
     """
     if num_samples < 1:
         raise ValueError(f"num_samples must be >= 1, not {num_samples}")
+    if vectorize is None:
+        vectorize = _vectorizes_well(model)
     with torch.no_grad():
         if vectorize:
 
             def one(_: torch.Tensor) -> Any:
                 return extract(model(*inputs))
 
-            with samples_not_stored():
+            with (
+                samples_not_stored(),
+                per_example_samples() if not joint else nullcontext(),
+            ):
                 index = torch.arange(num_samples)
                 return torch.func.vmap(one, randomness="different")(index)
         outputs = [extract(model(*inputs)) for _ in range(num_samples)]
@@ -84,7 +110,8 @@ def mc_samples(
     model: torch.nn.Module,
     *inputs: torch.Tensor,
     num_samples: int = DEFAULT_NUM_SAMPLES,
-    vectorize: bool = True,
+    vectorize: bool | None = None,
+    joint: bool = True,
 ) -> torch.Tensor:
     """Stack ``num_samples`` outputs of ``model(*inputs)`` into ``[S, ...]``.
 
@@ -93,25 +120,32 @@ def mc_samples(
         *inputs: Its inputs.
         num_samples: Number of posterior samples ``S``.
         vectorize: Evaluate the samples at once with ``torch.func.vmap``
-            (default); False calls the model ``S`` times in a loop, which
-            needs less memory (activations of one sample at a time) and works
-            for models with operations vmap cannot batch.
+            (True), call the model ``S`` times in a loop (False: less
+            memory, and works for models with operations vmap cannot
+            batch), or choose (None, the default: vmap unless the model
+            has an LSTM).
+        joint: True (default): sample ``s`` of every example comes from the
+            same weights. False: only per-example marginals are exact (see
+            :func:`~.base.per_example_samples`), which is what the
+            predictive helpers below need, and faster.
     """
-    return sample_outputs(model, inputs, num_samples, vectorize=vectorize)
+    return sample_outputs(model, inputs, num_samples, vectorize=vectorize, joint=joint)
 
 
 def predictive_mean_std(
     model: torch.nn.Module,
     *inputs: torch.Tensor,
     num_samples: int = DEFAULT_NUM_SAMPLES,
-    vectorize: bool = True,
+    vectorize: bool | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and standard deviation of the outputs over samples (regression).
 
     The standard deviation is the population one (``correction=0``), so one
     sample gives zero rather than NaN.
     """
-    samples = mc_samples(model, *inputs, num_samples=num_samples, vectorize=vectorize)
+    samples = mc_samples(
+        model, *inputs, num_samples=num_samples, vectorize=vectorize, joint=False
+    )
     return samples.mean(dim=0), samples.std(dim=0, correction=0)
 
 
@@ -119,10 +153,12 @@ def predictive_probs(
     model: torch.nn.Module,
     *inputs: torch.Tensor,
     num_samples: int = DEFAULT_NUM_SAMPLES,
-    vectorize: bool = True,
+    vectorize: bool | None = None,
 ) -> torch.Tensor:
     """Posterior predictive class probabilities: the mean softmax of the logits."""
-    logits = mc_samples(model, *inputs, num_samples=num_samples, vectorize=vectorize)
+    logits = mc_samples(
+        model, *inputs, num_samples=num_samples, vectorize=vectorize, joint=False
+    )
     return torch.softmax(logits, dim=-1).mean(dim=0)
 
 
@@ -169,10 +205,12 @@ def classification_uncertainty(
     model: torch.nn.Module,
     *inputs: torch.Tensor,
     num_samples: int = DEFAULT_NUM_SAMPLES,
-    vectorize: bool = True,
+    vectorize: bool | None = None,
 ) -> ClassificationUncertainty:
     """Predictive probabilities with total, aleatoric and epistemic uncertainty."""
-    logits = mc_samples(model, *inputs, num_samples=num_samples, vectorize=vectorize)
+    logits = mc_samples(
+        model, *inputs, num_samples=num_samples, vectorize=vectorize, joint=False
+    )
     prob_samples = torch.softmax(logits, dim=-1)
     probs = prob_samples.mean(dim=0)
     total = predictive_entropy(probs)

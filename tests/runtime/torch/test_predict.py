@@ -219,3 +219,51 @@ def test_vectorised_mc_keeps_batch_statistics_per_sample() -> None:
     zeros = torch.zeros(6, 4)
     torch.testing.assert_close(samples.mean(dim=1), zeros, atol=1e-5, rtol=0)
     assert samples.std(dim=(0, 1)).min() > 0.1  # the samples do differ
+
+
+def test_per_example_sampling_keeps_each_examples_predictive() -> None:
+    # Two copies of one input: joint samples give them the same outputs
+    # (shared weights); per-example samples give independent draws of the
+    # same distribution, from one mean/variance evaluation of the first layer.
+    torch.manual_seed(3)
+    model = torch.nn.Sequential(
+        Linear(3, 5, rho_init=-1.0), torch.nn.Tanh(), FixedLinear(5, 2)
+    )
+    inputs = torch.randn(1, 3).repeat(2, 1)
+    joint = mc_samples(model, inputs, num_samples=4000)
+    torch.testing.assert_close(joint[:, 0], joint[:, 1])
+    marginal = mc_samples(model, inputs, num_samples=4000, joint=False)
+    assert not torch.allclose(marginal[:, 0], marginal[:, 1])
+    correlation = torch.corrcoef(torch.stack([marginal[:, 0, 0], marginal[:, 1, 0]]))
+    assert abs(correlation[0, 1].item()) < 0.1
+    tolerance = 4 * joint.std(dim=0) / math.sqrt(4000)
+    assert torch.all((marginal.mean(0) - joint.mean(0)).abs() < tolerance)
+    ratio = marginal.std(dim=0) / joint.std(dim=0)
+    assert torch.all((ratio - 1).abs() < 0.1)
+
+
+def test_predictive_helpers_match_the_loop_in_distribution() -> None:
+    torch.manual_seed(4)
+    model = torch.nn.Sequential(
+        FixedLinear(3, 6), torch.nn.ReLU(), Linear(6, 4, rho_init=-1.5)
+    )
+    inputs = torch.randn(5, 3)
+    fast = predictive_probs(model, inputs, num_samples=3000)
+    slow = predictive_probs(model, inputs, num_samples=3000, vectorize=False)
+    torch.testing.assert_close(fast, slow, atol=0.02, rtol=0)
+    mean, std = predictive_mean_std(model, inputs, num_samples=3000)
+    loop_mean, loop_std = predictive_mean_std(
+        model, inputs, num_samples=3000, vectorize=False
+    )
+    torch.testing.assert_close(
+        mean, loop_mean, atol=4 * loop_std.max().item() / 50, rtol=0
+    )
+    torch.testing.assert_close(std, loop_std, rtol=0.1, atol=0)
+
+
+def test_lstm_models_loop_by_default() -> None:
+    lstm = LSTM(10, 4, 5, 3)
+    calls = []
+    lstm.register_forward_hook(lambda *args: calls.append(1))
+    mc_samples(lstm, torch.randint(0, 10, (2, 4)), num_samples=3)
+    assert len(calls) == 3  # one call per sample, not one vmapped call
