@@ -33,7 +33,7 @@ from typing import Literal
 from bnnc.compiler import ir
 from bnnc.compiler.check.results import CheckedProgram, NetworkInfo
 from bnnc.compiler.check.values import EvalError, Evaluator
-from bnnc.compiler.registry import REGISTRY
+from bnnc.compiler.registry import DEFAULT_ESTIMATOR, REGISTRY
 from bnnc.compiler.symbolic import Size
 from bnnc.compiler.types import DistType, TensorType, ValueType
 
@@ -298,6 +298,8 @@ class _NetworkGraph:
                     f"prior {_setting(info.prior)}; "
                     f"posterior {_setting(info.posterior)}"
                 )
+                if info.estimator != DEFAULT_ESTIMATOR:
+                    detail += f"; estimator {info.estimator}"
             self.node(
                 node,
                 f"{title}\n{decl.op} (Bayesian)",
@@ -414,6 +416,8 @@ def _layer_tooltip(layer: ir.Layer, detail: str) -> str:
         setting: ir.Distribution | None = getattr(layer, which)
         if setting is not None:
             args.append(f"{which}={_setting(setting.params)}")
+    if layer.estimator is not None:
+        args.append(f"estimator={layer.estimator.name}")
     fixed = "fixed " if not layer.bayesian else ""
     text = f"{layer.name} = {fixed}{layer.op}({', '.join(args)})\n{detail}"
     if layer.comment:
