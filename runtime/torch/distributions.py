@@ -397,5 +397,6 @@ class _GaussianSampleKL(torch.autograd.Function):
         grad_rho = grad_value * eps
         grad_rho.addcmul_(sigma, scaled)
         grad_rho.addcdiv_(-grad_kl, sigma)
-        grad_rho.mul_(torch.sigmoid(rho))
+        # times d softplus / d rho (= sigmoid(rho)), in one kernel
+        grad_rho = torch.ops.aten.softplus_backward(grad_rho, rho, 1.0, 20.0)
         return grad_mu, grad_rho, None, None

@@ -105,6 +105,27 @@ def reference_kl(x: Any, mu: Any, rho: Any, mu_prior: float, std_prior: float) -
     return float(log_q.sum() - log_p.sum())
 
 
+def reference_closed_kl(
+    x: Any, mu: Any, rho: Any, mu_prior: float, std_prior: float
+) -> float:
+    """The closed-form KL(N(mu, softplus(rho)^2) || N(mu_prior, std_prior^2)).
+
+    ``x`` (the sample) is ignored; float64 textbook formula.
+    """
+    mu, rho = (np.asarray(a, dtype=np.float64) for a in (mu, rho))
+    sigma = _softplus(rho)
+    terms = (
+        math.log(std_prior)
+        - np.log(sigma)
+        + (sigma**2 + (mu - mu_prior) ** 2) / (2 * std_prior**2)
+        - 0.5
+    )
+    return float(terms.sum())
+
+
+KL_REFERENCES = {"sample": reference_kl, "closed_form": reference_closed_kl}
+
+
 def _np(value: Any) -> np.ndarray:
     if isinstance(value, torch.Tensor):
         return value.detach().cpu().numpy()
@@ -198,12 +219,12 @@ def _first(output: Any) -> Any:
     return output[0] if isinstance(output, tuple) else output
 
 
-def _torch_layer_kl_reference(layer: Any) -> float:
+def _torch_layer_kl_reference(layer: Any, estimator: str) -> float:
     total = 0.0
     for module in layer.modules():
         if isinstance(module, bt.BayesianModule) and module.is_bayesian:
             for _, dist, value in module.random_tensors():
-                total += reference_kl(
+                total += KL_REFERENCES[estimator](
                     _np(value),
                     _np(dist.mu),
                     _np(dist.rho),
@@ -213,9 +234,12 @@ def _torch_layer_kl_reference(layer: Any) -> float:
     return total
 
 
+@pytest.mark.parametrize("estimator", ["closed_form", "sample"])
 @pytest.mark.parametrize("rho", RHO_CASES)
 @pytest.mark.parametrize("name", TORCH_LAYERS)
-def test_torch_layer_extreme_rho(name: str, rho: float | str, dtype: str) -> None:
+def test_torch_layer_extreme_rho(
+    name: str, rho: float | str, dtype: str, estimator: str
+) -> None:
     torch_dtype = TORCH_DTYPES[dtype]
     make_layer, make_input = TORCH_LAYERS[name]
     layer = make_layer(0.0 if rho == RANDOM else rho).to(torch_dtype)
@@ -227,10 +251,10 @@ def test_torch_layer_extreme_rho(name: str, rho: float | str, dtype: str) -> Non
         x = x.to(torch_dtype)
     output = _first(layer(x))
     assert output.dtype == torch_dtype and bool(torch.isfinite(output).all())
-    kl, num_params = bt.total_kl(layer)
+    kl, num_params = bt.total_kl(layer, estimator)
     assert num_params > 0
     assert kl.dtype == torch_dtype and bool(torch.isfinite(kl))
-    expected = _torch_layer_kl_reference(layer)
+    expected = _torch_layer_kl_reference(layer, estimator)
     assert float(kl.detach()) == pytest.approx(expected, rel=RTOL[dtype])
     (output.sum() + kl).backward()
     grads = [p.grad for p in layer.parameters()]
@@ -334,11 +358,11 @@ JAX_LAYERS: dict[str, JaxCase] = {
 }
 
 
-def _jax_layer_kl_reference(layer: nnx.Module) -> float:
+def _jax_layer_kl_reference(layer: nnx.Module, estimator: str) -> float:
     total = 0.0
     for module in bj.bayesian_modules(layer):
         for _, dist, value in module.random_tensors():
-            total += reference_kl(
+            total += KL_REFERENCES[estimator](
                 value,
                 dist.mu[...],
                 dist.rho[...],
@@ -348,9 +372,12 @@ def _jax_layer_kl_reference(layer: nnx.Module) -> float:
     return total
 
 
+@pytest.mark.parametrize("estimator", ["closed_form", "sample"])
 @pytest.mark.parametrize("rho", RHO_CASES)
 @pytest.mark.parametrize("name", JAX_LAYERS)
-def test_jax_layer_extreme_rho(name: str, rho: float | str, dtype: str) -> None:
+def test_jax_layer_extreme_rho(
+    name: str, rho: float | str, dtype: str, estimator: str
+) -> None:
     make_layer, make_input = JAX_LAYERS[name]
     layer = make_layer(0.0 if rho == RANDOM else rho, nnx.Rngs(0))
     _cast(layer, dtype)
@@ -361,7 +388,7 @@ def test_jax_layer_extreme_rho(name: str, rho: float | str, dtype: str) -> None:
 
     def loss(layer: nnx.Module) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
         output = _first(layer(x))
-        kl, _ = bj.total_kl(layer)
+        kl, _ = bj.total_kl(layer, estimator)
         return output.sum() + kl, (output, kl)
 
     grad_fn = nnx.value_and_grad(
@@ -370,7 +397,7 @@ def test_jax_layer_extreme_rho(name: str, rho: float | str, dtype: str) -> None:
     (_, (output, kl)), grads = grad_fn(layer)
     assert output.dtype == dtype and _finite(output)
     assert kl.dtype == dtype and bool(jnp.isfinite(kl))
-    expected = _jax_layer_kl_reference(layer)  # the samples of that call
+    expected = _jax_layer_kl_reference(layer, estimator)  # that call's samples
     assert float(kl) == pytest.approx(expected, rel=RTOL[dtype])
     assert _finite(grads)
     num_params = len(jax.tree.leaves(nnx.state(layer, nnx.Param)))
