@@ -21,8 +21,6 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from .functional import softplus
-
 __all__ = [
     "DEFAULT_RNGS",
     "DistributionModule",
@@ -286,8 +284,12 @@ class GaussianDistribution(DistributionModule):
 
     @property
     def sigma(self) -> jax.Array:
-        """Posterior standard deviation ``softplus(rho)``."""
-        return softplus(self.rho[...])
+        """Posterior standard deviation ``softplus(rho)``.
+
+        The values of :func:`.functional.softplus`, with the cheaper
+        hand-written derivative of :func:`_sigma_terms`.
+        """
+        return _sigma_terms(self.rho[...])[0]
 
     def sample(self, rngs: nnx.Rngs | None = None) -> jax.Array:
         """Draw ``mu + softplus(rho) * eps`` with ``eps ~ N(0, 1)`` (reparameterised).
