@@ -207,9 +207,9 @@ class BayesianModule(torch.nn.Module, ABC):
         self,
     ) -> Iterator[tuple[str, DistributionModule, torch.Tensor | None]]:
         """Yield ``(name, distribution, current value)`` for each random tensor."""
+        modules, buffers = self._modules, self._buffers
         for name in self._random_names:
-            distribution = getattr(self, f"{name}_distribution")
-            yield name, distribution, getattr(self, name)
+            yield name, modules[f"{name}_distribution"], buffers[name]
 
     def __getstate__(self) -> dict[str, Any]:
         """State for ``copy.deepcopy`` and ``pickle``, with detached samples.

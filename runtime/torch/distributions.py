@@ -205,12 +205,16 @@ class GaussianDistribution(DistributionModule):
         """
         if not _fusable():
             return self.sample(), None
-        record = _KLRecord(self.mu, self.rho)
-        value, kl = _GaussianSampleKL.apply(
-            self.mu, self.rho, self._prior_terms(), record
-        )
+        # The tensors straight from the module's dicts, and the record stored
+        # without Module.__setattr__: this runs for every tensor of every step.
+        params = self._parameters
+        mu, rho = params.get("mu"), params.get("rho")
+        if mu is None or rho is None:  # replaced by plain tensors
+            mu, rho = self.mu, self.rho
+        record = _KLRecord(mu, rho)
+        value, kl = _GaussianSampleKL.apply(mu, rho, self._prior_terms(), record)
         record.kl = kl
-        self._kl_record = record
+        self.__dict__["_kl_record"] = record
         return value, kl
 
     def _prior_terms(self) -> _PriorTerms:
@@ -220,23 +224,28 @@ class GaussianDistribution(DistributionModule):
         a training step does no small tensor arithmetic on them and never
         reads a device value back, except once after the prior changes.
         """
+        buffers = self._buffers
+        mu_prior, std_prior = buffers["mu_prior"], buffers["std_prior"]
+        mu = self._parameters.get("mu")
+        if mu is None:
+            mu = self.mu
         key = (
-            id(self.mu_prior),
-            self.mu_prior._version,
-            id(self.std_prior),
-            self.std_prior._version,
-            self.mu.numel(),
-            self.mu.dtype,
-            self.mu.device,
+            id(mu_prior),
+            mu_prior._version,
+            id(std_prior),
+            std_prior._version,
+            mu.numel(),
+            mu.dtype,
+            mu.device,
         )
-        terms = getattr(self, "_prior_cache", None)
+        terms = self.__dict__.get("_prior_cache")
         if terms is None or terms.key != key:
-            terms = _PriorTerms(key, self.mu_prior, self.std_prior, self.mu.numel())
-            self._prior_cache = terms
+            terms = _PriorTerms(key, mu_prior, std_prior, mu.numel())
+            self.__dict__["_prior_cache"] = terms
         return terms
 
     def _cached_kl(self) -> torch.Tensor | None:
-        record = getattr(self, "_kl_record", None)
+        record = self.__dict__.get("_kl_record")
         if record is None or _in_transform() or not record.valid_for(self):
             return None
         return record.kl
@@ -341,11 +350,12 @@ class _KLRecord:
 
     def valid_for(self, distribution: GaussianDistribution) -> bool:
         """Same tensors, not modified in place, graph not yet back-propagated."""
+        params = distribution._parameters
         return (
             not self.consumed
             and self.kl is not None
-            and distribution.mu is self.mu
-            and distribution.rho is self.rho
+            and params.get("mu") is self.mu
+            and params.get("rho") is self.rho
             and self.mu._version == self.mu_version
             and self.rho._version == self.rho_version
         )
