@@ -532,7 +532,14 @@ class _GroupedStoch(_Stoch):
     probs: jax.Array
     stoch: jax.Array
 
-    def _check_grouped(self) -> None:
+    def __post_init__(self) -> None:
+        """Check the fields (arrays are converted with ``jnp.asarray``).
+
+        Raises:
+            TypeError: If a field is not array-like.
+            ValueError: If ``probs`` and ``logits`` differ in shape, or
+                ``stoch`` does not match them.
+        """
         self._to_arrays()
         name = type(self).__name__
         if self.probs.shape != self.logits.shape:
@@ -568,16 +575,6 @@ class CategoricalStoch(_GroupedStoch):
 
     _shape_type: ClassVar[type] = CategoricalShape
 
-    def __post_init__(self) -> None:
-        """Check the fields (arrays are converted with ``jnp.asarray``).
-
-        Raises:
-            TypeError: If a field is not array-like.
-            ValueError: If ``probs`` and ``logits`` differ in shape, or
-                ``stoch`` does not match them.
-        """
-        self._check_grouped()
-
     def get_distribution(self) -> IndependentOneHotCategorical:
         """:class:`IndependentOneHotCategorical` of ``logits``.
 
@@ -603,16 +600,6 @@ class BernoulliStoch(_GroupedStoch):
     stoch: jax.Array
 
     _shape_type: ClassVar[type] = BernoulliShape
-
-    def __post_init__(self) -> None:
-        """Check the fields (arrays are converted with ``jnp.asarray``).
-
-        Raises:
-            TypeError: If a field is not array-like.
-            ValueError: If ``probs`` and ``logits`` differ in shape, or
-                ``stoch`` does not match them.
-        """
-        self._check_grouped()
 
     def get_distribution(self) -> IndependentBernoulli:
         """:class:`IndependentBernoulli` of ``logits`` (events: bits ``[G, K]``)."""

@@ -106,8 +106,8 @@ class BayesianModule(torch.nn.Module, ABC):
     A subclass calls :meth:`_register_random` for each random tensor, e.g.
     ``self._register_random("weights", dist)``: the distribution becomes the
     submodule ``weights_distribution`` and the current sample the persistent
-    buffer ``weights`` (sampled once at construction). ``forward`` calls
-    :meth:`_resample` first and then uses the current tensors.
+    buffer ``weights`` (sampled once at construction). ``forward`` takes this
+    call's values from :meth:`_draw` (fresh samples unless frozen).
 
     ``state_dict()`` holds the current samples, ``mu``/``rho``, the priors and
     the ``frozen`` flag (as ``<prefix>_extra_state``), so ``load_state_dict``
@@ -311,14 +311,6 @@ class BayesianModule(torch.nn.Module, ABC):
                 buffers[name] = value
             values[name] = value
         return values
-
-    def _resample(self) -> None:
-        """Draw fresh values for every random tensor unless the module is frozen.
-
-        Raises:
-            ValueError: If the module is frozen and a value is undefined.
-        """
-        self._draw()
 
     def freeze(self) -> None:
         """Fix the current samples (drawing any that are missing) and stop gradients.

@@ -285,7 +285,14 @@ class _GroupedStoch(_Stoch):
     probs: torch.Tensor
     stoch: torch.Tensor
 
-    def _check_grouped(self) -> None:
+    def __post_init__(self) -> None:
+        """Check the fields.
+
+        Raises:
+            TypeError: If a field is not a tensor.
+            ValueError: If ``probs`` and ``logits`` differ in shape, or
+                ``stoch`` does not match them.
+        """
         self._check_tensors()
         name = type(self).__name__
         if self.probs.shape != self.logits.shape:
@@ -321,16 +328,6 @@ class CategoricalStoch(_GroupedStoch):
 
     _shape_type: ClassVar[type] = CategoricalShape
 
-    def __post_init__(self) -> None:
-        """Check the fields.
-
-        Raises:
-            TypeError: If a field is not a tensor.
-            ValueError: If ``probs`` and ``logits`` differ in shape, or
-                ``stoch`` does not match them.
-        """
-        self._check_grouped()
-
     def get_distribution(self) -> D.Independent:
         """``Independent(OneHotCategoricalStraightThrough(logits), 1)``.
 
@@ -356,16 +353,6 @@ class BernoulliStoch(_GroupedStoch):
     stoch: torch.Tensor
 
     _shape_type: ClassVar[type] = BernoulliShape
-
-    def __post_init__(self) -> None:
-        """Check the fields.
-
-        Raises:
-            TypeError: If a field is not a tensor.
-            ValueError: If ``probs`` and ``logits`` differ in shape, or
-                ``stoch`` does not match them.
-        """
-        self._check_grouped()
 
     def get_distribution(self) -> D.Independent:
         """``Independent(Bernoulli(logits), 2)``: events are bits ``[..., G, K]``."""
