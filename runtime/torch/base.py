@@ -20,7 +20,9 @@ from .distributions import (
     GaussianDistribution,
     KLEstimator,
     check_kl_estimator,
+    fusable,
 )
+from .grouped_kl import groupable, grouped_kl
 
 __all__ = [
     "BayesianModule",
@@ -353,9 +355,25 @@ class BayesianModule(torch.nn.Module, ABC):
             module.
         """
         check_kl_estimator(estimator)
-        kl: torch.Tensor | None = None
+        terms, num_params = self._kl_terms(estimator, None)
+        return _sum_or_zero(terms, self), num_params
+
+    def _kl_terms(
+        self, estimator: KLEstimator, deferred: list[GaussianDistribution] | None
+    ) -> tuple[list[torch.Tensor], int]:
+        """The KL terms of :meth:`kl_cost`, and its count of random values.
+
+        With a ``deferred`` list (closed form only), the distributions whose
+        KL :func:`~.grouped_kl.grouped_kl` evaluates together are appended to
+        it instead of being evaluated here.
+        """
+        terms: list[torch.Tensor] = []
         num_params = 0
         for _, distribution, value in self.random_tensors():
+            num_params += distribution.num_params()
+            if deferred is not None and groupable(distribution):
+                deferred.append(distribution)
+                continue
             term = None
             if estimator == "closed_form":
                 try:
@@ -365,9 +383,18 @@ class BayesianModule(torch.nn.Module, ABC):
             if term is None and value is not None:
                 term = distribution.log_prob(value)
             if term is not None:
-                kl = term if kl is None else kl + term
-            num_params += distribution.num_params()
-        return (_zero_like_module(self) if kl is None else kl), num_params
+                terms.append(term)
+        return terms, num_params
+
+
+def _sum_or_zero(terms: list[torch.Tensor], module: torch.nn.Module) -> torch.Tensor:
+    """The sum of ``terms``, or a zero on ``module``'s device and dtype."""
+    if not terms:
+        return _zero_like_module(module)
+    total = terms[0]
+    for term in terms[1:]:
+        total = total + term
+    return total
 
 
 class FixedModule(BayesianModule):
@@ -403,6 +430,12 @@ class FixedModule(BayesianModule):
         """Return ``(0., 0)``: a deterministic layer has no KL cost."""
         return _zero_like_module(self), 0
 
+    def _kl_terms(
+        self, estimator: KLEstimator, deferred: list[GaussianDistribution] | None
+    ) -> tuple[list[torch.Tensor], int]:
+        """No terms: a deterministic layer has no KL cost."""
+        return [], 0
+
     def _create_weights_and_bias(
         self, weights_shape: tuple[int, ...], use_bias: bool
     ) -> None:
@@ -434,9 +467,23 @@ class FixedModule(BayesianModule):
 
 
 def _bayesian_modules(model: torch.nn.Module) -> Iterator[BayesianModule]:
-    for module in model.modules():
-        if isinstance(module, BayesianModule) and module.is_bayesian:
-            yield module
+    """The Bayesian modules of ``model`` in ``model.modules()`` order.
+
+    A plain depth-first walk over ``_modules``: ``modules()`` builds a name
+    for every submodule, and ``isinstance`` against an ABC is slow; this runs
+    on every training step.
+    """
+    seen: set[int] = set()
+    stack = [model]
+    while stack:
+        module = stack.pop()
+        if id(module) in seen:
+            continue
+        seen.add(id(module))
+        if BayesianModule in type(module).__mro__ and module.is_bayesian:
+            yield module  # type: ignore[misc]
+        children = [child for child in module._modules.values() if child is not None]
+        stack.extend(reversed(children))
 
 
 def freeze_all(model: torch.nn.Module) -> None:
@@ -461,10 +508,17 @@ def total_kl(
         tensor on the model's device and dtype (zero without Bayesian modules).
     """
     check_kl_estimator(estimator)
-    kl: torch.Tensor | None = None
+    terms: list[torch.Tensor] = []
     num_params = 0
+    # Small Gaussian tensors: one grouped KL in eager training (see grouped_kl).
+    deferred: list[GaussianDistribution] | None = (
+        [] if estimator == "closed_form" and fusable() else None
+    )
     for module in _bayesian_modules(model):
-        module_kl, module_params = module.kl_cost(estimator)
-        kl = module_kl if kl is None else kl + module_kl
+        module_terms, module_params = module._kl_terms(estimator, deferred)
+        terms.extend(module_terms)
         num_params += module_params
-    return (_zero_like_module(model) if kl is None else kl), num_params
+    if deferred:
+        plans = model.__dict__.setdefault("_grouped_kl_plans", {})
+        terms.extend(grouped_kl(deferred, plans))
+    return _sum_or_zero(terms, model), num_params

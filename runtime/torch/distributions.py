@@ -30,6 +30,12 @@ def check_kl_estimator(estimator: str) -> None:
 
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 
+#: Gaussian tensors with at most this many elements sample with plain
+#: operations and have their KL evaluated in a group by ``total_kl``
+#: (:mod:`.grouped_kl`); larger ones sample and take their KL in one fused
+#: function. Per-operation overhead, not arithmetic, dominates below it.
+SMALL_NUMEL = 1 << 16
+
 
 #: Below this ``rho``, ``log(softplus(rho))`` is computed as ``rho - exp(rho) / 2``
 #: (the next term of the series, ``5 exp(2 rho) / 24``, is under 1e-18 there).
@@ -201,9 +207,12 @@ class GaussianDistribution(DistributionModule):
         The KL is remembered for :meth:`kl_divergence`. Under
         ``torch.compile``, functorch transforms or ``torch.no_grad()`` this is
         :meth:`sample` (and the KL is None): the compiler fuses the plain ops
-        itself, and without gradients the KL is not needed.
+        itself, and without gradients the KL is not needed. So is a tensor of
+        at most :data:`SMALL_NUMEL` elements, whose KL
+        :func:`~.base.total_kl` evaluates with the model's other small
+        tensors in one function (:mod:`.grouped_kl`).
         """
-        if not _fusable():
+        if not fusable():
             return self.sample(), None
         # The tensors straight from the module's dicts, and the record stored
         # without Module.__setattr__: this runs for every tensor of every step.
@@ -211,6 +220,9 @@ class GaussianDistribution(DistributionModule):
         mu, rho = params.get("mu"), params.get("rho")
         if mu is None or rho is None:  # replaced by plain tensors
             mu, rho = self.mu, self.rho
+        elif mu.numel() <= SMALL_NUMEL and type(self) is GaussianDistribution:
+            # total_kl takes this KL with the other small tensors' (grouped_kl)
+            return torch.addcmul(mu, F.softplus(rho), torch.randn_like(rho)), None
         record = _KLRecord(mu, rho)
         value, kl = _GaussianSampleKL.apply(mu, rho, self._prior_terms(), record)
         record.kl = kl
@@ -289,7 +301,7 @@ def _in_transform() -> bool:
     )
 
 
-def _fusable() -> bool:
+def fusable() -> bool:
     """True where the fused sample-and-KL function may run: eager autograd."""
     return torch.is_grad_enabled() and not _in_transform()
 

@@ -157,13 +157,14 @@ class WeightLayer(BayesianModule):
                 setattr(self, name, None)  # freeze() draws what is missing
         super().freeze()
 
-    def kl_cost(
-        self, estimator: KLEstimator = "closed_form"
-    ) -> tuple[torch.Tensor, int]:
-        """As :meth:`~.base.BayesianModule.kl_cost`; see the class notes."""
+    def _kl_terms(
+        self, estimator: KLEstimator, deferred: list[GaussianDistribution] | None
+    ) -> tuple[list[torch.Tensor], int]:
+        """As the base class; ``"sample"`` reads as the closed form while the
+        stored samples are stale (see the class notes)."""
         if estimator == "sample" and self._samples_stale():
             estimator = "closed_form"
-        return super().kl_cost(estimator)
+        return super()._kl_terms(estimator, deferred)
 
     def _estimator_repr(self) -> str:
         if self.estimator == DEFAULT_ESTIMATOR:

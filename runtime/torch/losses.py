@@ -57,10 +57,26 @@ class KLDivergenceLoss(torch.nn.Module):
         It is on the model's device and dtype, and zero when the model has no
         Bayesian modules.
         """
+        return self.scaled(model, 1.0)
+
+    def scaled(
+        self, model: torch.nn.Module, factor: float, offset: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``offset + factor * self(model)``, with one tensor operation.
+
+        The weight, the normalisation and ``factor`` are folded into one
+        number when they are numbers (the training loop calls this on every
+        step). ``offset`` defaults to zero.
+        """
         kl, num_params = total_kl(model, self.estimator)
-        if self.reduction == "mean" and num_params > 0:
-            kl = kl / num_params
-        return self.weight * kl
+        divisor = num_params if self.reduction == "mean" and num_params > 0 else 1
+        scale = self.weight * factor
+        if isinstance(scale, (int, float)):
+            if offset is None:
+                return kl * (scale / divisor)
+            return torch.add(offset, kl, alpha=scale / divisor)
+        term = scale * (kl / divisor)
+        return term if offset is None else offset + term
 
 
 class ELBOLoss(torch.nn.Module):
@@ -121,7 +137,7 @@ class ELBOLoss(torch.nn.Module):
                 "CategoricalStoch or BernoulliStoch output (a stochastic head), "
                 f"not {type(outputs).__name__}"
             )
-        return data_loss + self.kl_weight * self.kl_loss(model)
+        return self.kl_loss.scaled(model, self.kl_weight, data_loss)
 
     def monte_carlo(
         self, model: torch.nn.Module, inputs: Inputs, targets: torch.Tensor
@@ -142,6 +158,8 @@ class ELBOLoss(torch.nn.Module):
             parameters.
         """
         args = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
+        if self.num_samples == 1:
+            return self.forward(model(*args), targets, model)
         losses = [
             self.forward(model(*args), targets, model) for _ in range(self.num_samples)
         ]

@@ -15,6 +15,7 @@ from bnnc.runtime.torch import (
     GaussianDistribution,
     KLDivergenceLoss,
     Linear,
+    distributions,
     total_kl,
 )
 from bnnc.runtime.torch.distributions import (
@@ -22,6 +23,12 @@ from bnnc.runtime.torch.distributions import (
     _KLRecord,
     _PriorTerms,
 )
+
+
+@pytest.fixture
+def fused_everywhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every tensor, small ones included, takes the fused sample-and-KL path."""
+    monkeypatch.setattr(distributions, "SMALL_NUMEL", 0)
 
 
 def _distribution(
@@ -62,6 +69,7 @@ def test_closed_form_is_the_mean_of_the_one_sample_estimate() -> None:
     assert draws.mean().item() == pytest.approx(exact, abs=5 * standard_error)
 
 
+@pytest.mark.usefixtures("fused_everywhere")
 def test_fused_sample_and_kl_have_the_reference_values_and_gradients() -> None:
     dist = _distribution(seed=3)
     torch.manual_seed(7)
@@ -99,6 +107,7 @@ def test_fused_gradients_pass_gradcheck_in_float64() -> None:
     assert torch.autograd.gradcheck(fused, (mu, rho))
 
 
+@pytest.mark.usefixtures("fused_everywhere")
 def test_the_kl_of_a_training_step_is_evaluated_once_and_then_recomputed() -> None:
     torch.manual_seed(0)
     layer = Linear(5, 4, std_prior=0.3)
@@ -161,6 +170,7 @@ def test_estimators_of_the_losses() -> None:
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("rho", [-50.0, -20.0, 0.0, 20.0, 50.0])
+@pytest.mark.usefixtures("fused_everywhere")
 def test_closed_form_and_fused_path_finite_over_the_rho_range(
     dtype: torch.dtype, rho: float
 ) -> None:
@@ -176,6 +186,7 @@ def test_closed_form_and_fused_path_finite_over_the_rho_range(
         assert torch.isfinite(tensor).all()
 
 
+@pytest.mark.usefixtures("fused_everywhere")
 def test_fused_kl_follows_a_changed_prior() -> None:
     torch.manual_seed(0)
     dist = _distribution()
