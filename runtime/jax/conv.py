@@ -49,10 +49,19 @@ def _conv(
     groups: int,
 ) -> jax.Array:
     spatial = len(stride)
-    names = ("NCH", "OIH", "NCH") if spatial == 1 else ("NCHW", "OIHW", "NCHW")
+    # Computed channels-last (NHWC inputs, HWIO kernel), the layout of XLA's
+    # CPU convolutions, with torch's layouts in and out as transposes around
+    # it. XLA's CPU loops run along an array's last axis: in torch's layout
+    # that is a few pixels (8, 4, 2 for an 8x8 image), and the bias, the
+    # activation, the pooling (also channels-last, see .functional._pool) and
+    # their gradients ran several times slower than along the channels.
+    # Neighbouring transposes cancel; the values are the same (XLA computes
+    # the convolution channels-last in either case).
+    to_last = (0, *range(2, spatial + 2), 1)
+    names = ("NHC", "HIO", "NHC") if spatial == 1 else ("NHWC", "HWIO", "NHWC")
     outputs = jax.lax.conv_general_dilated(
-        lhs=inputs,
-        rhs=weights,
+        lhs=jnp.transpose(inputs, to_last),
+        rhs=jnp.transpose(weights, (*range(2, spatial + 2), 1, 0)),
         window_strides=stride,
         padding=[(p, p) for p in padding],
         lhs_dilation=(1,) * spatial,
@@ -61,8 +70,8 @@ def _conv(
         feature_group_count=groups,
     )
     if bias is not None:
-        outputs = outputs + jnp.reshape(bias, (1, -1) + (1,) * spatial)
-    return outputs
+        outputs = outputs + bias
+    return jnp.transpose(outputs, (0, spatial + 1, *range(1, spatial + 1)))
 
 
 def conv1d(

@@ -141,11 +141,29 @@ def _initial_values(
     return mu, rho
 
 
+def _flat(x: jax.Array) -> jax.Array:
+    """``x`` as a 1-D array (a free reshape of a row-major array).
+
+    The elementwise maths of a random tensor runs on this view: XLA's CPU
+    loops run along an array's last axis, and that of a convolution kernel
+    (``OIHW``) is only ``kw`` wide (3), which made sampling, the KL terms and
+    their gradients of a ``[32, 16, 3, 3]`` kernel about four times as slow as
+    on the same 4608 values in a row.
+    """
+    return jnp.reshape(x, (-1,))
+
+
 @jax.jit
 def _reparameterised_sample(mu: jax.Array, rho: jax.Array, key: jax.Array) -> jax.Array:
-    """``mu + softplus(rho) * eps`` with ``eps ~ N(0, 1)`` drawn from ``key``."""
-    sigma, _ = _sigma_terms(rho)
-    return mu + sigma * jax.random.normal(key, mu.shape, mu.dtype)
+    """``mu + softplus(rho) * eps`` with ``eps ~ N(0, 1)`` drawn from ``key``.
+
+    Computed on flat views (:func:`_flat`). ``eps`` drawn flat has the same
+    values as ``jax.random.normal(key, mu.shape)``: JAX's random bits depend
+    on an element's row-major index only.
+    """
+    sigma, _ = _sigma_terms(_flat(rho))
+    eps = jax.random.normal(key, (mu.size,), mu.dtype)
+    return jnp.reshape(_flat(mu) + sigma * eps, mu.shape)
 
 
 @jax.jit
@@ -159,6 +177,8 @@ def _kl_estimate(
     """``sum log N(x; mu, softplus(rho)) - sum log N(x; mu_prior, std_prior)``."""
     dtype = jnp.result_type(x, mu, rho)  # float32 priors of a float64 posterior
     mu_prior, std_prior = mu_prior.astype(dtype), std_prior.astype(dtype)
+    if mu_prior.size == 1 and std_prior.size == 1 and x.shape == mu.shape:
+        x, mu, rho = _flat(x), _flat(mu), _flat(rho)  # faster loops, same sums
     log_posterior = _normal_log_density(x, mu, _log_softplus(rho))
     log_prior = _normal_log_density(x, mu_prior, jnp.log(std_prior))
     return jnp.sum(log_posterior) - jnp.sum(log_prior)
@@ -181,12 +201,18 @@ def _kl_closed_form(
     """
     dtype = jnp.result_type(mu, rho)  # float32 priors of a float64 posterior
     mu_prior, std_prior = mu_prior.astype(dtype), std_prior.astype(dtype)
-    sigma, log_sigma = _sigma_terms(rho)
-    deviation = mu - mu_prior
     if std_prior.size != 1:  # a prior scale per element: the plain formula
+        sigma, log_sigma = _sigma_terms(rho)
+        deviation = mu - mu_prior
         scaled = (sigma * sigma + deviation * deviation) / (2.0 * std_prior**2)
         terms = jnp.log(std_prior) - log_sigma + scaled - 0.5
         return jnp.sum(jnp.broadcast_to(terms, mu.shape))
+    # Flat views (:func:`_flat`): the same sums over every element, faster.
+    sigma, log_sigma = _sigma_terms(_flat(rho))
+    if mu_prior.size == 1:
+        deviation = _flat(mu) - jnp.reshape(mu_prior, ())
+    else:
+        deviation = _flat(mu - mu_prior)
     std = jnp.reshape(std_prior, ())
     squares = jnp.sum(sigma * sigma + deviation * deviation)
     constant = mu.size * (jnp.log(std) - 0.5)
@@ -289,7 +315,8 @@ class GaussianDistribution(DistributionModule):
         The values of :func:`.functional.softplus`, with the cheaper
         hand-written derivative of :func:`_sigma_terms`.
         """
-        return _sigma_terms(self.rho[...])[0]
+        rho = self.rho[...]
+        return jnp.reshape(_sigma_terms(_flat(rho))[0], rho.shape)
 
     def sample(self, rngs: nnx.Rngs | None = None) -> jax.Array:
         """Draw ``mu + softplus(rho) * eps`` with ``eps ~ N(0, 1)`` (reparameterised).

@@ -261,9 +261,15 @@ def _pool(
     lead = x.ndim - spatial
     if lead < 1:
         raise ValueError(f"pooling expects at least {spatial + 1} dimensions")
-    window = (1,) * lead + kernel
-    window_strides = (1,) * lead + strides
-    padding_config = ((0, 0),) * lead + tuple((p, p) for p in pads)
+    # Pooled channels-last (the channel axis, just before the spatial ones,
+    # moved to the end): XLA's CPU loops run along the last axis, which is
+    # then the channels rather than a few pixels, and the transposes cancel
+    # against those around a channels-last convolution (see .conv._conv).
+    to_last = (*range(lead - 1), *range(lead, x.ndim), lead - 1)
+    x = jnp.transpose(x, to_last)
+    window = (1,) * (lead - 1) + kernel + (1,)
+    window_strides = (1,) * (lead - 1) + strides + (1,)
+    padding_config = ((0, 0),) * (lead - 1) + tuple((p, p) for p in pads) + ((0, 0),)
     # The initial values are concrete NumPy scalars so that JAX recognises the
     # max / sum monoids and uses its differentiable reduce_window primitives.
     if kind == "max":
@@ -271,13 +277,15 @@ def _pool(
             init = np.array(-np.inf, x.dtype)
         else:
             init = np.array(jnp.iinfo(x.dtype).min, x.dtype)
-        return jax.lax.reduce_window(
+        pooled = jax.lax.reduce_window(
             x, init, jax.lax.max, window, window_strides, padding_config
         )
-    total = jax.lax.reduce_window(
-        x, np.array(0, x.dtype), jax.lax.add, window, window_strides, padding_config
-    )
-    return total / math.prod(kernel)
+    else:
+        total = jax.lax.reduce_window(
+            x, np.array(0, x.dtype), jax.lax.add, window, window_strides, padding_config
+        )
+        pooled = total / math.prod(kernel)
+    return jnp.transpose(pooled, tuple(int(i) for i in np.argsort(to_last)))
 
 
 def max_pool1d(

@@ -86,6 +86,31 @@ def test_sample_is_reparameterised_and_uses_the_sample_stream() -> None:
     np.testing.assert_allclose(grads["rho"][...], expected, rtol=1e-5)
 
 
+def test_kernel_sample_and_kl_are_those_of_the_unflattened_formulas() -> None:
+    # Sampling and the KL run on flat views of a [O, I, kh, kw] kernel (much
+    # faster on CPU); the values must be those of the shaped maths: the same
+    # eps for the same key, and the same sums.
+    dist = GaussianDistribution(
+        (8, 4, 3, 3), mu_prior=0.1, std_prior=0.3, rho_init=-2.0, rngs=nnx.Rngs(0)
+    )
+    mu, rho = dist.mu[...], dist.rho[...]
+    sigma = jax.nn.softplus(rho)
+    eps = jax.random.normal(nnx.Rngs(sample=3).sample(), (8, 4, 3, 3))
+    sample = dist.sample(nnx.Rngs(sample=3))
+    assert sample.shape == (8, 4, 3, 3)
+    np.testing.assert_allclose(sample, mu + sigma * eps, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(dist.sigma, sigma, rtol=1e-6)
+    expected_kl = np.sum(
+        np.log(0.3 / sigma) + (sigma**2 + (mu - 0.1) ** 2) / (2 * 0.3**2) - 0.5
+    )
+    np.testing.assert_allclose(dist.kl_divergence(), expected_kl, rtol=1e-5)
+    log_q = norm.logpdf(sample, mu, sigma)
+    log_p = norm.logpdf(sample, 0.1, 0.3)
+    np.testing.assert_allclose(
+        dist.log_prob(sample), np.sum(log_q) - np.sum(log_p), rtol=1e-4
+    )
+
+
 def test_sample_differs_between_calls_and_defaults_to_own_rngs() -> None:
     dist = GaussianDistribution((5,), rho_init=0.0, rngs=nnx.Rngs(0))
     assert not np.array_equal(dist.sample(), dist.sample())

@@ -72,6 +72,21 @@ def test_pool_gradients_match_torch(name: str) -> None:
     np.testing.assert_allclose(np.asarray(grad), tx.grad.numpy(), rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("kind", ["max", "avg"])
+def test_pool_without_batch_axis_and_with_extra_leading_axes(kind: str) -> None:
+    # Pooling runs channels-last internally: the channel axis (the one before
+    # the spatial axes) moves to the end and back, whatever the leading axes.
+    ours, theirs = getattr(JF, f"{kind}_pool2d"), getattr(F, f"{kind}_pool2d")
+    _close(ours(jnp.asarray(X2[0]), 3, 2, 1), theirs(torch.from_numpy(X2[0]), 3, 2, 1))
+    stacked = np.stack([X2, 2.0 * X2])  # [2, N, C, H, W]
+    expected = torch.stack([theirs(torch.from_numpy(x), 2) for x in stacked])
+    _close(ours(jnp.asarray(stacked), 2), expected)
+    ours1, theirs1 = getattr(JF, f"{kind}_pool1d"), getattr(F, f"{kind}_pool1d")
+    _close(
+        ours1(jnp.asarray(X1[0]), 3, 2, 1), theirs1(torch.from_numpy(X1[0]), 3, 2, 1)
+    )
+
+
 def test_max_pool_pads_with_minus_infinity_and_avg_counts_padding() -> None:
     x = -np.ones((1, 1, 2, 2), np.float32)
     # Padding never wins a max of negative values; it counts in the average.
