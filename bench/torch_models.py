@@ -104,12 +104,14 @@ def lstm_loop(
     ``w_h`` is the recurrent weight ``[4H, H]``; gates in bnnc's order
     (forget, input, candidate, output). Returns the last ``(h, c)``.
     """
-    batch, steps, four_h = gates_x.shape
+    batch, _, four_h = gates_x.shape
     h = gates_x.new_zeros(batch, four_h // 4)
     c = gates_x.new_zeros(batch, four_h // 4)
     w_h_t = w_h.t()
-    for t in range(steps):
-        gates = torch.addmm(gates_x[:, t], h, w_h_t)
+    # unbind as bnnc's recurrence does (one stack in backward, not a
+    # zero-filled [B, T, 4H] gradient per step)
+    for step_gates in gates_x.unbind(1):
+        gates = torch.addmm(step_gates, h, w_h_t)
         forget, inp, candidate, out = gates.chunk(4, dim=-1)
         c = c * torch.sigmoid(forget) + torch.tanh(candidate) * torch.sigmoid(inp)
         h = torch.sigmoid(out) * torch.tanh(c)

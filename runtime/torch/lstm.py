@@ -47,7 +47,7 @@ def lstm_recurrence(
     Returns:
         ``(y [B, output_size], (h_T, c_T))``.
     """
-    batch_size, seq_len, input_dim = inputs.shape
+    batch_size, _, input_dim = inputs.shape
     hidden_size = gate_weights.shape[0] // 4
     if init_states is None:
         h_t = inputs.new_zeros(batch_size, hidden_size)
@@ -56,8 +56,11 @@ def lstm_recurrence(
         h_t, c_t = init_states
     input_gates = F.linear(inputs, gate_weights[:, :input_dim], gate_bias)
     recurrent_weights_t = gate_weights[:, input_dim:].t()
-    for t in range(seq_len):
-        gates = torch.addmm(input_gates[:, t], h_t, recurrent_weights_t)
+    # unbind, not input_gates[:, t]: the backward of T selects would
+    # zero-fill a [B, T, 4H] gradient per step (O(T^2) memory traffic);
+    # unbind's is one stack.
+    for step_gates in input_gates.unbind(1):
+        gates = torch.addmm(step_gates, h_t, recurrent_weights_t)
         forget, inp, candidate, out = gates.chunk(4, dim=-1)
         c_t = c_t * torch.sigmoid(forget) + torch.tanh(candidate) * torch.sigmoid(inp)
         h_t = torch.sigmoid(out) * torch.tanh(c_t)
