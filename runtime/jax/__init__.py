@@ -10,8 +10,8 @@ deterministic ``Fixed*`` twin with the same attribute names.
 Beyond the reference: only ``mu``/``rho`` (and fixed weights) are
 ``nnx.Param``; current samples are :class:`Sample` variables and priors
 :class:`Prior` variables, updated in place so ``nnx.jit`` traces once.
-Monte Carlo prediction helpers (:mod:`.predict`, vectorised with
-``jax.vmap``), calibration metrics (:mod:`.metrics`) and torch-exact
+Monte Carlo prediction helpers (:mod:`.predict`, the samples in one jitted
+``jax.lax.map``), calibration metrics (:mod:`.metrics`) and torch-exact
 functional ops in NCHW layout (:mod:`.functional`).
 """
 

@@ -211,3 +211,27 @@ def test_vectorised_mc_samples_draw_independent_weights() -> None:
     frozen = np.asarray(mc_samples(layer, identity, num_samples=5))
     np.testing.assert_array_equal(frozen, np.broadcast_to(frozen[0], frozen.shape))
     np.testing.assert_array_equal(frozen[0], np.asarray(layer.weights[...]).T)
+
+
+def test_mc_samples_copy_s_is_one_call_keyed_by_fold_in() -> None:
+    # The copies run one after another (jax.lax.map); copy s must still be
+    # exactly a call of the model with every stream keyed fold_in(key, s),
+    # key being the one mc_samples draws from that stream.
+    from bnnc.runtime.jax.predict import _rng_streams
+
+    tokens = np.array([[3, 1, 4, 1], [5, 9, 2, 6]], np.int32)
+    for make, inputs in (
+        (_Net, X),
+        (lambda: LSTM(10, 3, 5, 2, rho_init=-2.0, rngs=nnx.Rngs(1)), tokens),
+    ):
+        samples = np.asarray(mc_samples(make(), inputs, num_samples=4))
+        keys = [stream() for stream in _rng_streams(make())]
+        for s in range(4):
+            model = make()
+            for stream, key in zip(_rng_streams(model), keys, strict=True):
+                stream.key.set_value(jax.random.fold_in(key, s))
+                stream.count.set_value(jnp.zeros((), stream.count.get_value().dtype))
+            out = model(inputs)
+            out = out[0] if isinstance(out, tuple) else out
+            np.testing.assert_allclose(samples[s], out, rtol=1e-5, atol=1e-6)
+        assert len({float(s.ravel()[0]) for s in samples}) == 4
