@@ -235,3 +235,19 @@ def test_mc_samples_copy_s_is_one_call_keyed_by_fold_in() -> None:
             out = out[0] if isinstance(out, tuple) else out
             np.testing.assert_allclose(samples[s], out, rtol=1e-5, atol=1e-6)
         assert len({float(s.ravel()[0]) for s in samples}) == 4
+
+
+def test_side_by_side_copies_equal_the_sequential_map() -> None:
+    # Accelerators run the copies under jax.vmap, CPUs one by one in
+    # jax.lax.map; both must give the same samples for the same keys.
+    from bnnc.runtime.jax.predict import _mapped_samples, _rng_streams
+
+    model = _Net()
+    keys = [stream() for stream in _rng_streams(model)]
+    graphdef, state = nnx.split(model)
+    one_by_one = _mapped_samples(graphdef, state, keys, (X,), 6, False)
+    side_by_side = _mapped_samples(graphdef, state, keys, (X,), 6, True)
+    np.testing.assert_allclose(
+        np.asarray(side_by_side), np.asarray(one_by_one), rtol=1e-6, atol=1e-6
+    )
+    assert len({float(sample.sum()) for sample in np.asarray(one_by_one)}) == 6
