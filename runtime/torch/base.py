@@ -21,8 +21,9 @@ from .distributions import (
     KLEstimator,
     check_kl_estimator,
     fusable,
+    groupable,
 )
-from .grouped_kl import groupable, grouped_kl
+from .grouped_kl import grouped_kl
 
 __all__ = [
     "BayesianModule",

@@ -212,7 +212,8 @@ class GaussianDistribution(DistributionModule):
         :func:`~.base.total_kl` evaluates with the model's other small
         tensors in one function (:mod:`.grouped_kl`).
         """
-        if not fusable():
+        if not fusable() or groupable(self):
+            # a small tensor's KL: total_kl takes it with the others' (grouped_kl)
             return self.sample(), None
         # The tensors straight from the module's dicts, and the record stored
         # without Module.__setattr__: this runs for every tensor of every step.
@@ -220,9 +221,6 @@ class GaussianDistribution(DistributionModule):
         mu, rho = params.get("mu"), params.get("rho")
         if mu is None or rho is None:  # replaced by plain tensors
             mu, rho = self.mu, self.rho
-        elif mu.numel() <= SMALL_NUMEL and type(self) is GaussianDistribution:
-            # total_kl takes this KL with the other small tensors' (grouped_kl)
-            return torch.addcmul(mu, F.softplus(rho), torch.randn_like(rho)), None
         record = _KLRecord(mu, rho)
         value, kl = _GaussianSampleKL.apply(mu, rho, self._prior_terms(), record)
         record.kl = kl
@@ -304,6 +302,51 @@ def _in_transform() -> bool:
 def fusable() -> bool:
     """True where the fused sample-and-KL function may run: eager autograd."""
     return torch.is_grad_enabled() and not _in_transform()
+
+
+def groupable(distribution: Any) -> bool:
+    """Whether the closed-form KL of ``distribution`` is taken in a group.
+
+    Exactly :class:`GaussianDistribution` (a subclass may define its KL
+    differently) with ``mu`` and ``rho`` registered parameters and at most
+    :data:`SMALL_NUMEL` elements (:mod:`.grouped_kl`).
+    """
+    if type(distribution) is not GaussianDistribution:
+        return False
+    params = distribution._parameters
+    mu = params.get("mu")
+    return (
+        mu is not None and params.get("rho") is not None and mu.numel() <= SMALL_NUMEL
+    )
+
+
+def gaussian_kl_backward(
+    grad_kl: torch.Tensor,
+    scaled: torch.Tensor,
+    rho: torch.Tensor,
+    sigma: torch.Tensor,
+    diff: torch.Tensor,
+    grad_value: torch.Tensor | None = None,
+    eps: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gradients of the closed-form KL (plus a sample's, if given) for mu, rho.
+
+    With ``c = grad_kl``, ``scaled = c / s_p**2`` (a scalar or per element)
+    and ``g = grad_value``: ``d mu = g + scaled (mu - mu_p)`` and
+    ``d rho = sigmoid(rho) (g eps + scaled sigma - c / sigma)``; without a
+    sample the ``g`` terms are absent. Shared by the fused per-tensor
+    function and the grouped KL.
+    """
+    if grad_value is None:
+        grad_mu = diff * scaled
+        grad_rho = sigma * scaled
+    else:
+        grad_mu = torch.addcmul(grad_value, diff, scaled)
+        grad_rho = grad_value * eps
+        grad_rho.addcmul_(sigma, scaled)
+    grad_rho.addcdiv_(grad_kl, sigma, value=-1.0)
+    # times d softplus / d rho (= sigmoid(rho)), in one kernel
+    return grad_mu, torch.ops.aten.softplus_backward(grad_rho, rho, 1.0, 20.0)
 
 
 class _PriorTerms:
@@ -414,11 +457,7 @@ class _GaussianSampleKL(torch.autograd.Function):
         if record is not None:
             record.consumed = True
         rho, eps, sigma, diff = ctx.saved_tensors
-        scaled = grad_kl * ctx.inv_var
-        grad_mu = torch.addcmul(grad_value, diff, scaled)
-        grad_rho = grad_value * eps
-        grad_rho.addcmul_(sigma, scaled)
-        grad_rho.addcdiv_(-grad_kl, sigma)
-        # times d softplus / d rho (= sigmoid(rho)), in one kernel
-        grad_rho = torch.ops.aten.softplus_backward(grad_rho, rho, 1.0, 20.0)
+        grad_mu, grad_rho = gaussian_kl_backward(
+            grad_kl, grad_kl * ctx.inv_var, rho, sigma, diff, grad_value, eps
+        )
         return grad_mu, grad_rho, None, None

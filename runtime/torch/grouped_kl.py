@@ -18,25 +18,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from . import distributions
-from .distributions import GaussianDistribution
-
-
-def groupable(distribution: Any) -> bool:
-    """Whether the closed-form KL of ``distribution`` is taken in a group.
-
-    Exactly :class:`GaussianDistribution` (a subclass may define its KL
-    differently) with ``mu`` and ``rho`` registered parameters, and small.
-    """
-    if type(distribution) is not GaussianDistribution:
-        return False
-    params = distribution._parameters
-    mu = params.get("mu")
-    return (
-        mu is not None
-        and params.get("rho") is not None
-        and mu.numel() <= distributions.SMALL_NUMEL
-    )
+from .distributions import GaussianDistribution, gaussian_kl_backward
 
 
 class _Plan:
@@ -129,10 +111,9 @@ class _GaussianGroupKL(torch.autograd.Function):
     ) -> tuple[torch.Tensor | None, ...]:
         plan: _Plan = ctx.plan
         rho, sigma, diff = ctx.saved_tensors
-        scaled = plan.inv_var * grad_kl
-        grad_mu = diff * scaled
-        grad_rho = torch.addcdiv(sigma * scaled, grad_kl, sigma, value=-1.0)
-        grad_rho = torch.ops.aten.softplus_backward(grad_rho, rho, 1.0, 20.0)
+        grad_mu, grad_rho = gaussian_kl_backward(
+            grad_kl, plan.inv_var * grad_kl, rho, sigma, diff
+        )
         grads = [
             part.view(shape)
             for flat in (grad_mu, grad_rho)
@@ -144,7 +125,7 @@ class _GaussianGroupKL(torch.autograd.Function):
 def grouped_kl(
     members: list[GaussianDistribution], plans: dict[Any, Any]
 ) -> list[torch.Tensor]:
-    """The summed closed-form KL of :func:`groupable` distributions.
+    """The summed closed-form KL of :func:`~.distributions.groupable` ones.
 
     Args:
         members: The distributions, in any number; they are grouped by device

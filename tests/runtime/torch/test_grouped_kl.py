@@ -7,7 +7,8 @@ import torch
 from torch.distributions import Normal, kl_divergence
 
 from bnnc.runtime.torch import GaussianDistribution, Linear, distributions, total_kl
-from bnnc.runtime.torch.grouped_kl import _GaussianGroupKL, _Plan, groupable
+from bnnc.runtime.torch.distributions import groupable
+from bnnc.runtime.torch.grouped_kl import _GaussianGroupKL, _Plan
 
 
 def _reference_kl(model: torch.nn.Module) -> torch.Tensor:
